@@ -1,0 +1,3 @@
+#!/bin/sh
+cat /etc/greeting
+echo "running on $(uname -m)"

@@ -1,0 +1,139 @@
+"""The pipeline's publishing rules, against a fake engine (the integration tests run the
+same rules on a real engine and registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from mab import localregistry
+from mab.config import load_project
+from mab.engine import Engine
+from mab.errors import EngineError
+from mab.pipeline import run_build, run_verify
+from mab.plan import Job, Plan, make_plan
+from mab.results import JobStatus, PlatformResult, TargetResult, TargetStatus
+
+from .fakes import FakeEngine
+
+CONFIG = """\
+registry: registry.test/demo
+platforms: [linux/amd64, linux/arm64, linux/arm/v7]
+targets:
+  good: {context: app, tags: ["1.0", latest]}
+  bad: {context: app, tags: ["2.0", latest]}
+"""
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def notice(self, message: str) -> None:
+        self.events.append(("notice", message))
+
+    def warning(self, message: str) -> None:
+        self.events.append(("warning", message))
+
+    def job_started(self, job: Job) -> None:
+        self.events.append(("start", job.key))
+
+    def job_log(self, job: Job, line: str) -> None:
+        self.events.append(("log", line))
+
+    def job_finished(self, job: Job, result: PlatformResult) -> None:
+        self.events.append(("done", (job.key, result.status)))
+
+    def target_finished(self, result: TargetResult) -> None:
+        self.events.append(("target", (result.name, result.status)))
+
+
+@pytest.fixture
+def plan(write_config: Callable[[str], Path]) -> Plan:
+    return make_plan(load_project(write_config(CONFIG)))
+
+
+def run(plan: Plan, engine: FakeEngine) -> Any:
+    return run_build(plan, cast(Engine, engine), Recorder())
+
+
+def test_all_platforms_built_then_one_index_under_every_tag(plan: Plan) -> None:
+    engine = FakeEngine()
+    report = run(plan, engine)
+    assert report.ok
+    assert len(engine.builds) == 6
+    assert {t.name: t.status for t in report.targets} == {
+        "good": TargetStatus.PUBLISHED,
+        "bad": TargetStatus.PUBLISHED,
+    }
+    good = report.targets[0]
+    assert (
+        engine.tags["registry.test/demo/good:1.0"] == engine.tags["registry.test/demo/good:latest"]
+    )
+    assert good.index_digest == engine.tags["registry.test/demo/good:latest"]
+    assert all(p.compressed_size == 123 and p.layers == 2 for p in good.platforms)
+
+
+def test_one_failed_platform_writes_no_tag_and_others_publish(plan: Plan) -> None:
+    engine = FakeEngine(
+        fail=lambda r: r.repository.endswith("/bad") and str(r.platform) == "linux/arm64"
+    )
+    report = run(plan, engine)
+    assert not report.ok
+    good, bad = report.targets
+    assert good.status is TargetStatus.PUBLISHED
+    assert bad.status is TargetStatus.FAILED
+    assert "linux/arm64 failed to build" in (bad.error or "")
+    assert not any(tag.startswith("registry.test/demo/bad:") for tag in engine.tags)
+    assert [p.status for p in bad.platforms].count(JobStatus.FAILED) == 1
+    # the other platforms of the failed target still built (and were pushed by digest)
+    assert [p.status for p in bad.platforms].count(JobStatus.BUILT) == 2
+
+
+def test_partial_platform_run_writes_no_tag(write_config: Callable[[str], Path]) -> None:
+    plan = make_plan(load_project(write_config(CONFIG)), only_platforms=["linux/arm64"])
+    engine = FakeEngine()
+    report = run(plan, engine)
+    assert report.ok
+    assert engine.tags == {}
+    assert all(t.status is TargetStatus.UNTAGGED for t in report.targets)
+
+
+def test_builder_without_platform_fails_with_hint(plan: Plan) -> None:
+    engine = FakeEngine(platforms=("linux/amd64", "linux/386"))
+    with pytest.raises(EngineError) as info:
+        run(plan, engine)
+    assert "cannot build linux/arm/v7, linux/arm64" in info.value.message
+    assert info.value.hint is not None and "QEMU" in info.value.hint
+    assert engine.builds == []
+
+
+def test_docker_driver_without_containerd_store_is_refused(plan: Plan) -> None:
+    with pytest.raises(EngineError, match="containerd image store"):
+        run(plan, FakeEngine(containerd=False))
+
+
+def test_verify_detects_missing_tag(plan: Plan) -> None:
+    engine = FakeEngine()
+    run(plan, engine)
+    del engine.tags["registry.test/demo/bad:latest"]
+    report = run_verify(plan, cast(Engine, engine))
+    assert [t.status for t in report.targets] == [TargetStatus.VERIFIED, TargetStatus.FAILED]
+    assert "bad:latest" in (report.targets[1].error or "")
+
+
+def test_local_registry_started_notice(
+    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = make_plan(load_project(write_config("targets:\n  app: {context: app}\n")))
+    started = localregistry.LocalRegistry(
+        "localhost:5000", Path("/data"), None, started=True, how="docker-registry"
+    )
+    monkeypatch.setattr(localregistry, "ensure", lambda host, **kw: started)
+    recorder = Recorder()
+    run_build(plan, cast(Engine, FakeEngine()), recorder)
+    notices = [m for kind, m in recorder.events if kind == "notice"]
+    assert notices and "localhost:5000" in notices[0] and "/data" in notices[0]

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mab.config import load_project
+from mab.engine import Descriptor, RemoteManifest
+from mab.errors import VerifyError
+from mab.plan import TargetPlan, make_plan
+from mab.platforms import Platform
+from mab.verify import check_index
+
+from .fakes import IMAGE, INDEX
+
+
+@pytest.fixture
+def target(write_config: Callable[[str], Path]) -> TargetPlan:
+    text = "platforms: [linux/amd64, linux/arm64]\ntargets:\n  app: {context: app, tags: [a, b]}\n"
+    return make_plan(load_project(write_config(text))).targets[0]
+
+
+def image(platform: str, digest: str = "sha256:1") -> Descriptor:
+    return Descriptor(IMAGE, digest, 1, Platform.parse(platform), {})
+
+
+ATTESTATION = Descriptor(
+    IMAGE,
+    "sha256:att",
+    1,
+    Platform("unknown", "unknown"),
+    {"vnd.docker.reference.type": "attestation-manifest"},
+)
+
+
+def index(digest: str, *entries: Descriptor, media: str = INDEX) -> RemoteManifest:
+    return RemoteManifest("r", digest, media, tuple(entries), (), {})
+
+
+def test_passes_and_sets_attestations_aside(target: TargetPlan) -> None:
+    m = index("sha256:i", image("linux/amd64"), image("linux/arm64"), ATTESTATION, ATTESTATION)
+    verified = check_index(target, {ref: m for ref in target.refs})
+    assert verified.digest == "sha256:i"
+    assert len(verified.images) == 2
+
+
+def test_missing_platform(target: TargetPlan) -> None:
+    m = index("sha256:i", image("linux/amd64"), ATTESTATION)
+    with pytest.raises(VerifyError, match=r"missing: linux/arm64; unexpected: none"):
+        check_index(target, {ref: m for ref in target.refs})
+
+
+def test_extra_platform(target: TargetPlan) -> None:
+    m = index("sha256:i", image("linux/amd64"), image("linux/arm64"), image("linux/s390x"))
+    with pytest.raises(VerifyError, match=r"unexpected: linux/s390x"):
+        check_index(target, {ref: m for ref in target.refs})
+
+
+def test_duplicate_platform(target: TargetPlan) -> None:
+    m = index(
+        "sha256:i", image("linux/amd64"), image("linux/arm64"), image("linux/arm64", "sha256:2")
+    )
+    with pytest.raises(VerifyError, match="more than once"):
+        check_index(target, {ref: m for ref in target.refs})
+
+
+def test_single_manifest_is_not_an_index(target: TargetPlan) -> None:
+    m = index("sha256:i", media=IMAGE)
+    with pytest.raises(VerifyError, match="not an image index"):
+        check_index(target, {ref: m for ref in target.refs})
+
+
+def test_tags_must_share_one_digest(target: TargetPlan) -> None:
+    a = index("sha256:a", image("linux/amd64"), image("linux/arm64"))
+    b = index("sha256:b", image("linux/amd64"), image("linux/arm64"))
+    with pytest.raises(VerifyError, match="different indexes"):
+        check_index(target, dict(zip(target.refs, (a, b), strict=True)))
+
+
+def test_missing_ref(target: TargetPlan) -> None:
+    a = index("sha256:a", image("linux/amd64"), image("linux/arm64"))
+    with pytest.raises(VerifyError, match="not found"):
+        check_index(target, {target.refs[0]: a})
