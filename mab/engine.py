@@ -8,6 +8,7 @@ the useful tail of the docker CLI's stderr kept and the rest dropped.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -89,6 +90,12 @@ class BuilderInfo:
     driver: str
     platforms: tuple[str, ...]
     status: str
+    local: bool = False  # its BuildKit runs on this machine (docker driver, local socket)
+
+    @property
+    def pushes_by_digest(self) -> bool:
+        """buildx's docker driver cannot push by digest; every other driver can."""
+        return self.driver != "docker"
 
 
 def _tail(text: str | None, lines: int = 15) -> str:
@@ -172,28 +179,43 @@ class Engine:
         for node in builder.nodes or []:
             platforms.extend(node.platforms or [])
             status = node.status or status
+        endpoint = os.environ.get("DOCKER_HOST", "unix://")
         return BuilderInfo(
             name=str(builder.name),
             driver=str(builder.driver),
             platforms=tuple(dict.fromkeys(platforms)),
             status=status,
+            local=builder.driver in ("docker", "docker-container")
+            and endpoint.startswith("unix://"),
         )
 
     # --- build --------------------------------------------------------------------------
 
-    def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> str:
-        """Build one platform image, push it by digest, and return that digest.
+    def build(
+        self,
+        request: BuildRequest,
+        on_line: Callable[[str], None],
+        oci_layout: Path | None = None,
+    ) -> str:
+        """Build one platform image and return its manifest digest.
 
-        Log lines go to *on_line* as they arrive. On failure the BuildError carries the
-        last lines of the build log (which is where BuildKit names the failing step).
+        Without *oci_layout*, BuildKit pushes the image by digest (no tag) itself. With it,
+        BuildKit writes an OCI layout folder there instead, for mab to upload: the buildx
+        ``docker`` driver cannot push by digest. Log lines go to *on_line* as they arrive;
+        on failure the BuildError carries the last lines of the log, where BuildKit names
+        the failing step.
         """
-        output = {
-            "type": "image",
-            "name": request.repository,
-            "push-by-digest": "true",
-            "name-canonical": "true",
-            "push": "true",
-        }
+        output: dict[str, str]
+        if oci_layout is None:
+            output = {
+                "type": "image",
+                "name": request.repository,
+                "push-by-digest": "true",
+                "name-canonical": "true",
+                "push": "true",
+            }
+        else:
+            output = {"type": "oci", "tar": "false", "dest": str(oci_layout)}
         with tempfile.TemporaryDirectory(prefix="mab-meta-") as tmp:
             metadata = Path(tmp) / "metadata.json"
             log: list[str] = []
@@ -220,6 +242,12 @@ class Engine:
                 raise EngineError("the docker CLI was not found on PATH") from None
             except DockerException as exc:
                 detail = _tail("\n".join(log) or exc.stderr)
+                if "exec format error" in detail:
+                    detail += (
+                        f"\nno emulator ran {request.platform} code: register QEMU for it "
+                        "(sudo scripts/engine-up here, or docker run --privileged --rm "
+                        "tonistiigi/binfmt --install all)"
+                    )
                 raise BuildError(
                     f"build of {request.platform} failed: {_first_error_line(detail)}",
                     hint=detail,

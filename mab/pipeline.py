@@ -16,11 +16,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Protocol
 
-from mab import localregistry, render
-from mab.engine import BuildRequest, Engine, run_registry_container
-from mab.errors import EngineError, MabError
+from mab import emulation, localregistry, render
+from mab.engine import BuilderInfo, BuildRequest, Engine, run_registry_container
+from mab.errors import BuildError, EngineError, MabError
 from mab.plan import Job, Plan, TargetPlan
 from mab.platforms import Platform
+from mab.registry import RegistryClient, split_repository
 from mab.results import JobStatus, PlatformResult, RunReport, TargetResult, TargetStatus
 from mab.verify import VerifiedIndex, verify_target
 
@@ -36,7 +37,7 @@ class Reporter(Protocol):
     def target_finished(self, result: TargetResult) -> None: ...
 
 
-def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> None:
+def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> BuilderInfo:
     """Check the engine, the builder and the registry before any work starts."""
     engine.server_version()
     builder = engine.builder(plan.builder)
@@ -56,6 +57,13 @@ def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> None:
         except ValueError:
             continue
     missing = [p for p in wanted if p not in offered]
+    emulated = [p for p in missing if builder.local and emulation.host_runs(Platform.parse(p))]
+    if emulated:
+        reporter.notice(
+            f"builder '{builder.name}' does not list {', '.join(emulated)}, but QEMU is "
+            "registered for it on this host: building with it"
+        )
+        missing = [p for p in missing if p not in emulated]
     if missing:
         raise EngineError(
             f"builder '{builder.name}' ({builder.driver} driver) cannot build "
@@ -73,6 +81,7 @@ def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> None:
             f"started a local registry at {local.host} with {local.how}; "
             f"its data lives in {local.data_dir}"
         )
+    return builder
 
 
 def render_dockerfiles(plan: Plan, out_dir: Path) -> dict[str, Path]:
@@ -103,6 +112,32 @@ def _request(plan: Plan, target: TargetPlan, platform: Platform, dockerfile: Pat
     )
 
 
+def build_and_push(
+    engine: Engine, request: BuildRequest, on_line: Callable[[str], None], *, direct: bool
+) -> str:
+    """Build one platform image and get it into the registry by digest, with no tag.
+
+    *direct*: BuildKit pushes it. Otherwise (buildx's docker driver) BuildKit writes an OCI
+    layout that mab uploads; the layout is deleted afterwards.
+    """
+    if direct:
+        return engine.build(request, on_line)
+    with tempfile.TemporaryDirectory(prefix="mab-oci-") as tmp:
+        layout = Path(tmp) / "layout"
+        digest = engine.build(request, on_line, oci_layout=layout)
+        host, repo = split_repository(request.repository)
+        on_line(f"pushing {request.platform} by digest to {request.repository}")
+        try:
+            with RegistryClient(host) as registry:
+                pushed = registry.push_layout(layout, repo)
+        except MabError as exc:
+            raise BuildError(f"push of {request.platform} failed: {exc.message}", exc.hint) from exc
+        if pushed.digest != digest:
+            raise BuildError(f"push of {request.platform}: pushed {pushed.digest}, built {digest}")
+        on_line(f"pushed {digest} ({pushed.blobs_sent} blobs sent, {pushed.blobs_skipped} present)")
+        return digest
+
+
 def run_build(
     plan: Plan,
     engine: Engine,
@@ -111,7 +146,7 @@ def run_build(
     clock: Callable[[], float] = time.monotonic,
 ) -> RunReport:
     started = clock()
-    preflight(plan, engine, reporter)
+    builder = preflight(plan, engine, reporter)
     report = RunReport(command="build", registry=plan.registry)
     results = {
         t.name: TargetResult(
@@ -129,9 +164,11 @@ def run_build(
         reporter.job_started(job)
         t0 = clock()
         try:
-            digest = engine.build(
+            digest = build_and_push(
+                engine,
                 _request(plan, job.target, job.platform, dockerfile),
                 on_line=lambda line: reporter.job_log(job, line),
+                direct=builder.pushes_by_digest,
             )
         except MabError as exc:
             with lock:

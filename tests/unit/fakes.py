@@ -23,7 +23,7 @@ class FakeEngine:
         self,
         fail: Callable[[BuildRequest], bool] = lambda r: False,
         platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64", "linux/arm/v7"),
-        driver: str = "docker",
+        driver: str = "docker-container",
         containerd: bool = True,
     ) -> None:
         self.fail = fail
@@ -44,7 +44,10 @@ class FakeEngine:
     def builder(self, name: str | None) -> BuilderInfo:
         return BuilderInfo(name or "default", self.driver, self.offered, "running")
 
-    def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> str:
+    def build(
+        self, request: BuildRequest, on_line: Callable[[str], None], oci_layout: object = None
+    ) -> str:
+        assert oci_layout is None, "the fake stands for a builder that pushes by digest"
         self.builds.append(request)
         on_line(f"#1 building {request.platform}")
         if self.fail(request):

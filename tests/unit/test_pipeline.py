@@ -9,9 +9,9 @@ from typing import Any, cast
 
 import pytest
 
-from mab import localregistry
+from mab import emulation, localregistry
 from mab.config import load_project
-from mab.engine import Engine
+from mab.engine import BuilderInfo, Engine
 from mab.errors import EngineError
 from mab.pipeline import run_build, run_verify
 from mab.plan import Job, Plan, make_plan
@@ -111,9 +111,28 @@ def test_builder_without_platform_fails_with_hint(plan: Plan) -> None:
     assert engine.builds == []
 
 
+def test_unlisted_platform_accepted_when_host_emulates_it(
+    plan: Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = FakeEngine(platforms=("linux/amd64", "linux/arm64"))
+    monkeypatch.setattr(
+        FakeEngine,
+        "builder",
+        lambda self, name: BuilderInfo(
+            "default", "docker-container", self.offered, "running", local=True
+        ),
+    )
+    monkeypatch.setattr(emulation, "host_runs", lambda p: str(p) == "linux/arm/v7")
+    recorder = Recorder()
+    report = run_build(plan, cast(Engine, engine), recorder)
+    assert report.ok
+    notices = [m for kind, m in recorder.events if kind == "notice"]
+    assert any("does not list linux/arm/v7" in m for m in notices)
+
+
 def test_docker_driver_without_containerd_store_is_refused(plan: Plan) -> None:
     with pytest.raises(EngineError, match="containerd image store"):
-        run(plan, FakeEngine(containerd=False))
+        run(plan, FakeEngine(driver="docker", containerd=False))
 
 
 def test_verify_detects_missing_tag(plan: Plan) -> None:

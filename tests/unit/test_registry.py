@@ -1,0 +1,170 @@
+"""The registry client's protocol logic against an in-process fake registry
+(httpx.MockTransport). The integration tests push through it to a real registry."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mab import registry as registry_module
+from mab.errors import RegistryError
+from mab.registry import RegistryClient, is_plain_http, split_repository
+
+IMAGE = "application/vnd.oci.image.manifest.v1+json"
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def make_layout(root: Path) -> tuple[Path, str]:
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    config, layer = b'{"architecture":"arm64","os":"linux"}', b"layer-bytes" * 1000
+    for data in (config, layer):
+        (blobs / sha(data).split(":")[1]).write_bytes(data)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": IMAGE,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": sha(layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    (blobs / sha(manifest).split(":")[1]).write_bytes(manifest)
+    (root / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "manifests": [{"mediaType": IMAGE, "digest": sha(manifest), "size": len(manifest)}],
+            }
+        )
+    )
+    return root, sha(manifest)
+
+
+class FakeRegistry:
+    """Just enough of the distribution API, with optional Bearer token auth."""
+
+    def __init__(self, token_auth: bool = False, password: str = "s3cret") -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, bytes] = {}
+        self.token_auth = token_auth
+        self.password = password
+        self.token_requests: list[httpx.Request] = []
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/token":
+            self.token_requests.append(request)
+            expected = "Basic " + base64.b64encode(f"me:{self.password}".encode()).decode()
+            if request.headers.get("authorization") != expected:
+                return httpx.Response(401)
+            return httpx.Response(200, json={"token": "T0KEN"})
+        if self.token_auth and request.headers.get("authorization") != "Bearer T0KEN":
+            return httpx.Response(
+                401,
+                headers={
+                    "www-authenticate": 'Bearer realm="https://auth.test/token",service="reg.test"'
+                },
+            )
+        if request.method == "HEAD" and "/blobs/" in path:
+            return httpx.Response(200 if path.rsplit("/", 1)[1] in self.blobs else 404)
+        if request.method == "POST" and path.endswith("/blobs/uploads/"):
+            return httpx.Response(202, headers={"location": "/v2/upload/123?state=x"})
+        if request.method == "PUT" and path.startswith("/v2/upload/"):
+            digest = request.url.params["digest"]
+            body = request.read()
+            if sha(body) != digest:
+                return httpx.Response(400, json={"errors": [{"code": "DIGEST_INVALID"}]})
+            self.blobs[digest] = body
+            return httpx.Response(201)
+        if request.method == "PUT" and "/manifests/" in path:
+            self.manifests[path.rsplit("/", 1)[1]] = request.read()
+            return httpx.Response(201)
+        return httpx.Response(404)
+
+
+def client_for(fake: FakeRegistry, host: str = "reg.test") -> RegistryClient:
+    client = RegistryClient(host)
+    client._http = httpx.Client(transport=httpx.MockTransport(fake.handler))
+    return client
+
+
+def test_push_layout_uploads_blobs_then_manifest_by_digest(tmp_path: Path) -> None:
+    layout, digest = make_layout(tmp_path)
+    fake = FakeRegistry()
+    with client_for(fake) as client:
+        pushed = client.push_layout(layout, "team/app")
+    assert pushed.digest == digest
+    assert (pushed.blobs_sent, pushed.blobs_skipped) == (2, 0)
+    assert set(fake.manifests) == {digest}  # by digest: no tag was written
+    with client_for(fake) as client:
+        again = client.push_layout(layout, "team/app")
+    assert (again.blobs_sent, again.blobs_skipped) == (0, 2)
+
+
+def test_bearer_token_flow_uses_docker_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "docker"
+    config.mkdir()
+    auth = base64.b64encode(b"me:s3cret").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {"reg.test": {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    layout, digest = make_layout(tmp_path / "layout")
+    fake = FakeRegistry(token_auth=True)
+    with client_for(fake) as client:
+        client.push_layout(layout, "team/app")
+    assert digest in fake.manifests
+    scopes = {r.url.params["scope"] for r in fake.token_requests}
+    assert "repository:team/app:pull,push" in scopes
+
+
+def test_wrong_password_is_one_line_with_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "docker"
+    config.mkdir()
+    auth = base64.b64encode(b"me:wrong").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {"reg.test": {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    layout, _ = make_layout(tmp_path / "layout")
+    with client_for(FakeRegistry(token_auth=True)) as client, pytest.raises(RegistryError) as info:
+        client.push_layout(layout, "team/app")
+    assert "refused a token" in info.value.message
+    assert "wrong" not in info.value.message and "s3cret" not in info.value.message
+    assert info.value.hint == "log in first: docker login reg.test"
+
+
+def test_unreachable_registry() -> None:
+    client = RegistryClient("127.0.0.1:1")
+    with pytest.raises(RegistryError, match=r"cannot reach registry 127\.0\.0\.1:1"):
+        client.blob_exists("x", "sha256:00")
+
+
+def test_plain_http_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert is_plain_http("localhost:5000")
+    assert is_plain_http("127.0.0.1:5000")
+    assert not is_plain_http("ghcr.io")
+    monkeypatch.setenv("MAB_INSECURE_REGISTRIES", "reg.lan:5000, other")
+    assert is_plain_http("reg.lan:5000")
+    assert split_repository("localhost:5000/a/b") == ("localhost:5000", "a/b")
+    with pytest.raises(RegistryError):
+        split_repository("localhost:5000")
+    assert registry_module.INDEX_TYPES[0].endswith("index.v1+json")
