@@ -8,6 +8,7 @@ and verify failures; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import typer
 from rich.text import Text
 
 from mab import __version__
-from mab.config import Project, json_schema, load_project
+from mab.config import DEFAULT_REGISTRY, Project, json_schema, load_project
 from mab.console import console, live_display
 from mab.errors import ConfigError, MabError
 from mab.plan import Plan, make_plan
@@ -94,7 +95,8 @@ def _load(
     file: Path, targets: list[str] | None, platforms: list[str] | None
 ) -> tuple[Project, Plan]:
     project = load_project(file)
-    return project, make_plan(project, targets or (), platforms or ())
+    default = os.environ.get("MAB_DEFAULT_REGISTRY") or DEFAULT_REGISTRY
+    return project, make_plan(project, targets or (), platforms or (), default_registry=default)
 
 
 def _write_report(report: RunReport, path: Path | None) -> None:

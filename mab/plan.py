@@ -122,8 +122,13 @@ def make_plan(
     project: Project,
     only_targets: Sequence[str] = (),
     only_platforms: Sequence[str] = (),
+    default_registry: str = DEFAULT_REGISTRY,
 ) -> Plan:
-    """Expand *project* into a Plan, narrowed to the named targets and platforms."""
+    """Expand *project* into a Plan, narrowed to the named targets and platforms.
+
+    *default_registry* is used when builds.yaml names none (the CLI reads it from
+    ``MAB_DEFAULT_REGISTRY``; planning itself reads no environment).
+    """
     cfg = project.config
     names = list(cfg.targets)
     for wanted in only_targets:
@@ -140,7 +145,7 @@ def make_plan(
         except PlatformValueError as exc:
             raise UsageError(f"--platform: {exc}") from None
 
-    registry = cfg.registry or DEFAULT_REGISTRY
+    registry = cfg.registry or default_registry
     base = project.base_dir
     contexts = tuple(sorted(cfg.base_images.items()))
     plans: list[TargetPlan] = []

@@ -1,0 +1,5 @@
+"""``python -m mab`` runs the CLI."""
+
+from mab.cli import main
+
+main()
