@@ -185,6 +185,9 @@ def build(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print every build log line.")
     ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not use BuildKit's build cache.")
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Build every target for every platform, push, write the image index under each tag,
@@ -198,7 +201,7 @@ def build(
 
     def work() -> RunReport:
         with ConsoleReporter(console, the_plan, live=live_display(), verbose=verbose) as reporter:
-            return run_build(the_plan, Engine(), reporter)
+            return run_build(the_plan, Engine(), reporter, no_cache=no_cache)
 
     result = _guard(debug, work)
     console.print(run_table(result))

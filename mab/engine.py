@@ -46,6 +46,7 @@ class BuildRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     stage: str | None = None
     builder: str | None = None
+    no_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ class Engine:
                     labels=dict(request.labels),
                     target=request.stage,
                     builder=request.builder,
+                    cache=not request.no_cache,
                     output=output,
                     metadata_file=metadata,
                     progress="plain",

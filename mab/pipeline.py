@@ -98,7 +98,9 @@ def render_dockerfiles(plan: Plan, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def _request(plan: Plan, target: TargetPlan, platform: Platform, dockerfile: Path) -> BuildRequest:
+def _request(
+    plan: Plan, target: TargetPlan, platform: Platform, dockerfile: Path, no_cache: bool
+) -> BuildRequest:
     return BuildRequest(
         context=target.context,
         dockerfile=dockerfile,
@@ -109,6 +111,7 @@ def _request(plan: Plan, target: TargetPlan, platform: Platform, dockerfile: Pat
         labels=dict(target.labels),
         stage=target.stage,
         builder=plan.builder,
+        no_cache=no_cache,
     )
 
 
@@ -143,6 +146,7 @@ def run_build(
     engine: Engine,
     reporter: Reporter,
     *,
+    no_cache: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunReport:
     started = clock()
@@ -166,7 +170,7 @@ def run_build(
         try:
             digest = build_and_push(
                 engine,
-                _request(plan, job.target, job.platform, dockerfile),
+                _request(plan, job.target, job.platform, dockerfile, no_cache),
                 on_line=lambda line: reporter.job_log(job, line),
                 direct=builder.pushes_by_digest,
             )

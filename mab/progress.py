@@ -45,7 +45,7 @@ class ConsoleReporter:
         self._lock = threading.Lock()
         self._verbose = verbose
         self._live: Live | None = (
-            Live(get_renderable=self._table, console=console, refresh_per_second=4, transient=False)
+            Live(get_renderable=self._table, console=console, refresh_per_second=4, transient=True)
             if live
             else None
         )
@@ -126,6 +126,6 @@ class ConsoleReporter:
                 str(row.job.platform),
                 Text(str(row.status), style=_STYLE[row.status]),
                 elapsed,
-                Text(row.last[-80:], style="dim"),
+                Text(row.last[:200], style="dim"),
             )
         return table
