@@ -14,11 +14,14 @@ is used for registries on the loopback interface (as docker does) and for hosts 
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import os
+import random
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,19 @@ def _docker_basic_auth(host: str) -> str | None:
     return None
 
 
+ACCEPT = ", ".join((*INDEX_TYPES, *MANIFEST_TYPES))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: str
+    media_type: str
+    data: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
 @dataclass(frozen=True)
 class Pushed:
     digest: str
@@ -79,14 +95,52 @@ class Pushed:
     blobs_skipped: int
 
 
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries for registry errors worth retrying: 5xx, 429 (honouring
+    Retry-After), refused, reset or dropped connections. 401, 403 and 404 are final."""
+
+    attempts: int = 5
+    max_seconds: float = 60.0
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, retry_after: float | None, rand: Callable[[], float]) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_seconds)
+        # exponential backoff with "full jitter": uniform in [0, base * 2^attempt]
+        return rand() * min(self.max_delay, self.base_delay * (2.0**attempt))
+
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        return cls(
+            attempts=int(os.environ.get("MAB_RETRY_ATTEMPTS", "5")),
+            max_seconds=float(os.environ.get("MAB_RETRY_MAX_SECONDS", "60")),
+        )
+
+
 class RegistryClient:
-    def __init__(self, host: str, *, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        *,
+        timeout: float = 120.0,
+        retry: RetryPolicy | None = None,
+        on_retry: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.host = host
         scheme = "http" if is_plain_http(host) else "https"
         self._base = f"{scheme}://{host}"
         self._http = httpx.Client(timeout=timeout, follow_redirects=True)
         self._basic = _docker_basic_auth(host)
         self._tokens: dict[str, str] = {}
+        self._retry = retry or RetryPolicy.from_env()
+        self._on_retry = on_retry or (lambda message: None)
+        self._sleep = sleep
 
     def close(self) -> None:
         self._http.close()
@@ -97,7 +151,7 @@ class RegistryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- transport and auth -------------------------------------------------------------
+    # --- transport, retries and auth ------------------------------------------------------
 
     def _request(
         self,
@@ -108,8 +162,57 @@ class RegistryClient:
         content: Any = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        """One logical request: authenticated, and retried while the failure is transient."""
+        policy = self._retry
+        deadline = time.monotonic() + policy.max_seconds
+        attempt = 0
+        while True:
+            problem: str
+            retry_after: float | None = None
+            try:
+                response = self._authorized(method, url, scope, content, headers)
+            except (
+                httpx.ConnectError,
+                httpx.ReadError,
+                httpx.WriteError,
+                httpx.RemoteProtocolError,
+                httpx.TimeoutException,
+            ) as exc:
+                problem = _reason(exc)
+                if isinstance(exc, httpx.ConnectError) and attempt + 1 >= policy.attempts:
+                    raise RegistryError(
+                        f"cannot reach registry {self.host}: {problem}",
+                        hint="is it running? For localhost, `mab build` starts one when none "
+                        "answers",
+                    ) from None
+            except httpx.HTTPError as exc:
+                raise RegistryError(
+                    f"registry {self.host}: {method} failed: {_reason(exc)}"
+                ) from None
+            else:
+                if response.status_code not in RETRYABLE_STATUS:
+                    return response
+                problem = f"{response.status_code} {response.reason_phrase}".strip()
+                retry_after = _retry_after(response)
+            attempt += 1
+            wait = policy.delay(attempt - 1, retry_after, random.random)
+            if attempt >= policy.attempts or time.monotonic() + wait > deadline:
+                raise RegistryError(
+                    f"registry {self.host}: {method} {_path_of(url)} failed after {attempt} "
+                    f"attempts: {problem}"
+                )
+            self._on_retry(
+                f"registry {self.host}: {problem}; retry {attempt} of {policy.attempts - 1} "
+                f"in {wait:.1f}s"
+            )
+            self._sleep(wait)
+
+    def _authorized(
+        self, method: str, url: str, scope: str, content: Any, headers: dict[str, str] | None
+    ) -> httpx.Response:
         url = url if url.startswith("http") else self._base + url
         sent_headers = dict(headers or {})
+        response: httpx.Response | None = None
         for attempt in range(2):
             token = self._tokens.get(scope)
             if token:
@@ -117,20 +220,11 @@ class RegistryClient:
             elif self._basic and attempt:
                 sent_headers["Authorization"] = f"Basic {self._basic}"
             body = content() if callable(content) else content
-            try:
-                response = self._http.request(method, url, content=body, headers=sent_headers)
-            except httpx.ConnectError as exc:
-                raise RegistryError(
-                    f"cannot reach registry {self.host}: {_reason(exc)}",
-                    hint="is it running? For localhost, `mab build` starts one when none answers",
-                ) from None
-            except httpx.HTTPError as exc:
-                raise RegistryError(
-                    f"registry {self.host}: {method} failed: {_reason(exc)}"
-                ) from None
+            response = self._http.request(method, url, content=body, headers=sent_headers)
             if response.status_code != 401 or attempt:
                 return response
             self._authenticate(response, scope)
+        assert response is not None
         return response
 
     def _authenticate(self, response: httpx.Response, scope: str) -> None:
@@ -208,6 +302,51 @@ class RegistryClient:
         self._check(response, f"writing manifest {reference[:19]}")
         return "sha256:" + hashlib.sha256(data).hexdigest()
 
+    def get_manifest(self, repo: str, reference: str) -> Manifest:
+        """The exact bytes the registry serves for a tag or digest, with their digest."""
+        response = self._request(
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            scope=_scope(repo, "pull"),
+            headers={"Accept": ACCEPT},
+        )
+        if response.status_code == 404:
+            raise RegistryError(f"{self.host}/{repo}:{reference}: manifest unknown")
+        self._check(response, f"reading manifest {reference}")
+        data = response.content
+        return Manifest(
+            digest="sha256:" + hashlib.sha256(data).hexdigest(),
+            media_type=response.headers.get("content-type", "").split(";")[0],
+            data=data,
+        )
+
+    def head_manifest(self, repo: str, reference: str) -> str | None:
+        """The digest a tag or digest resolves to, or None when the registry has none."""
+        response = self._request(
+            "HEAD",
+            f"/v2/{repo}/manifests/{reference}",
+            scope=_scope(repo, "pull"),
+            headers={"Accept": ACCEPT},
+        )
+        if response.status_code == 404:
+            return None
+        self._check(response, f"checking manifest {reference}")
+        digest = response.headers.get("docker-content-digest")
+        return digest or self.get_manifest(repo, reference).digest
+
+    def list_tags(self, repo: str) -> list[str]:
+        """Every tag of *repo*, following the registry's pagination (``Link`` headers)."""
+        tags: list[str] = []
+        url: str | None = f"/v2/{repo}/tags/list?n=1000"
+        while url:
+            response = self._request("GET", url, scope=_scope(repo, "pull"))
+            if response.status_code == 404:
+                return tags  # no such repository yet: no tags
+            self._check(response, "listing tags")
+            tags.extend(response.json().get("tags") or [])
+            url = _next_link(response)
+        return tags
+
     def push_layout(self, layout: Path, repo: str) -> Pushed:
         """Upload the image (or index) an OCI layout's index.json names, by digest only."""
         try:
@@ -260,6 +399,31 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             yield chunk
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+def _next_link(response: httpx.Response) -> str | None:
+    """The next page from an RFC 5988 ``Link: </v2/...>; rel="next"`` header."""
+    link = response.headers.get("link", "")
+    match = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', link)
+    return match.group(1) if match else None
+
+
+def _path_of(url: str) -> str:
+    return httpx.URL(url).path if url.startswith("http") else url.split("?", 1)[0]
 
 
 def _scope(repo: str, actions: str) -> str:

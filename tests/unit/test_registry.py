@@ -13,7 +13,7 @@ import pytest
 
 from mab import registry as registry_module
 from mab.errors import RegistryError
-from mab.registry import RegistryClient, is_plain_http, split_repository
+from mab.registry import RegistryClient, RetryPolicy, is_plain_http, split_repository
 
 IMAGE = "application/vnd.oci.image.manifest.v1+json"
 
@@ -153,7 +153,7 @@ def test_wrong_password_is_one_line_with_fix(
 
 
 def test_unreachable_registry() -> None:
-    client = RegistryClient("127.0.0.1:1")
+    client = RegistryClient("127.0.0.1:1", retry=RetryPolicy(attempts=2), sleep=lambda s: None)
     with pytest.raises(RegistryError, match=r"cannot reach registry 127\.0\.0\.1:1"):
         client.blob_exists("x", "sha256:00")
 
@@ -168,3 +168,73 @@ def test_plain_http_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(RegistryError):
         split_repository("localhost:5000")
     assert registry_module.INDEX_TYPES[0].endswith("index.v1+json")
+
+
+def scripted(responses: list[httpx.Response | Exception]) -> tuple[RegistryClient, list[float]]:
+    """A client whose transport answers from *responses* in order; sleeps are recorded."""
+    slept: list[float] = []
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        item = queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    client = RegistryClient(
+        "reg.test", retry=RetryPolicy(attempts=4, max_seconds=30), sleep=slept.append
+    )
+    client._http = httpx.Client(transport=httpx.MockTransport(handler))
+    return client, slept
+
+
+def test_retries_5xx_and_dropped_connections_then_succeeds() -> None:
+    client, slept = scripted(
+        [
+            httpx.Response(503),
+            httpx.RemoteProtocolError("peer closed connection"),
+            httpx.Response(200, headers={"docker-content-digest": "sha256:ab"}),
+        ]
+    )
+    assert client.head_manifest("a", "latest") == "sha256:ab"
+    assert len(slept) == 2
+    assert all(0 <= s <= 8 for s in slept)
+
+
+def test_429_honours_retry_after() -> None:
+    client, slept = scripted(
+        [httpx.Response(429, headers={"retry-after": "3"}), httpx.Response(200, json={"tags": []})]
+    )
+    assert client.list_tags("a") == []
+    assert slept == [3.0]
+
+
+def test_gives_up_after_bounded_attempts() -> None:
+    client, slept = scripted([httpx.Response(502)] * 4)
+    with pytest.raises(RegistryError, match="failed after 4 attempts: 502"):
+        client.list_tags("a")
+    assert len(slept) == 3
+
+
+def test_401_403_404_are_final() -> None:
+    client, slept = scripted([httpx.Response(403)])
+    with pytest.raises(RegistryError, match=r"denied listing tags \(403"):
+        client.list_tags("a")
+    client, slept = scripted([httpx.Response(404)])
+    with pytest.raises(RegistryError, match="manifest unknown"):
+        client.get_manifest("a", "nope")
+    assert slept == []
+
+
+def test_tag_list_follows_pagination() -> None:
+    client, _ = scripted(
+        [
+            httpx.Response(
+                200,
+                json={"tags": ["a", "b"]},
+                headers={"link": '</v2/x/tags/list?n=2&last=b>; rel="next"'},
+            ),
+            httpx.Response(200, json={"tags": ["c"]}),
+        ]
+    )
+    assert client.list_tags("x") == ["a", "b", "c"]
