@@ -12,18 +12,26 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.text import Text
 
-from mab import __version__
+from mab import __version__, gitinfo
+from mab.builders_cli import app as builders_app
+from mab.ci_cli import ci_app
 from mab.config import DEFAULT_REGISTRY, Project, json_schema, load_project
 from mab.console import console, live_display
 from mab.errors import ConfigError, MabError
 from mab.plan import Plan, make_plan
+from mab.registry_cli import clean, login, logout, registry_app
 from mab.results import RunReport
+from mab.tags import TagContext
+
+if TYPE_CHECKING:
+    from mab.engine import Engine
 
 app = typer.Typer(
     name="mab",
@@ -54,6 +62,23 @@ PlatformOpt = Annotated[
     ),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+VersionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--version",
+        help="The version semver tag rules use (else the git tag at HEAD, else the VERSION "
+        "file). Also MAB_VERSION.",
+        show_default=False,
+    ),
+]
+EnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--env",
+        help="The environment environment tag rules use (also MAB_ENV).",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 ReportOpt = Annotated[
     Path | None, typer.Option("--report", help="Also write the results as JSON to this file.")
@@ -91,12 +116,35 @@ def _guard(debug: bool, action: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
+def _context(project: Project, version: str | None, env: str | None) -> TagContext:
+    """Everything tag rules and labels read, read once for the whole run."""
+    git = gitinfo.read(project.base_dir)
+    sde = os.environ.get("SOURCE_DATE_EPOCH", "")
+    epoch = int(sde) if sde.isdigit() else (git.commit_time if git and git.commit_time else None)
+    return TagContext(
+        now=datetime.now(UTC),
+        version=version or os.environ.get("MAB_VERSION") or None,
+        environment=env or os.environ.get("MAB_ENV") or None,
+        git=git,
+        project_dir=project.base_dir,
+        source_date_epoch=epoch,
+    )
+
+
 def _load(
-    file: Path, targets: list[str] | None, platforms: list[str] | None
+    file: Path,
+    targets: list[str] | None,
+    platforms: list[str] | None,
+    version: str | None = None,
+    env: str | None = None,
 ) -> tuple[Project, Plan]:
     project = load_project(file)
     default = os.environ.get("MAB_DEFAULT_REGISTRY") or DEFAULT_REGISTRY
-    return project, make_plan(project, targets or (), platforms or (), default_registry=default)
+    context = _context(project, version, env)
+    plan = make_plan(
+        project, targets or (), platforms or (), default_registry=default, context=context
+    )
+    return project, plan
 
 
 def _write_report(report: RunReport, path: Path | None) -> None:
@@ -125,6 +173,8 @@ def plan(
     file: FileOpt = Path("builds.yaml"),
     target: TargetOpt = None,
     platform: PlatformOpt = None,
+    version: VersionOpt = None,
+    env: EnvOpt = None,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -134,7 +184,7 @@ def plan(
     """
     from mab.report import plan_table
 
-    _, the_plan = _guard(debug, lambda: _load(file, target, platform))
+    _, the_plan = _guard(debug, lambda: _load(file, target, platform, version, env))
     if as_json:
         sys.stdout.write(json.dumps(the_plan.to_dict(), indent=2) + "\n")
     else:
@@ -188,6 +238,40 @@ def build(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Do not use BuildKit's build cache.")
     ] = False,
+    cache_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cache-from",
+            help="buildx cache source (type=...,key=value), replacing builds.yaml's cache "
+            "(repeatable); e.g. type=gha,scope=api-linux-arm64.",
+            show_default=False,
+        ),
+    ] = None,
+    cache_to: Annotated[
+        str | None,
+        typer.Option(
+            "--cache-to",
+            help="buildx cache export, replacing builds.yaml's cache.",
+            show_default=False,
+        ),
+    ] = None,
+    push_by_digest: Annotated[
+        bool,
+        typer.Option(
+            "--push-by-digest",
+            help="Push the platform images by digest only and write no tag: one job of a "
+            "split build (one CI job per platform); `mab merge` publishes.",
+        ),
+    ] = False,
+    digests_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--digests-out",
+            help="Write one TARGET@PLATFORM.json digest file per image here, for `mab merge`.",
+        ),
+    ] = None,
+    version: VersionOpt = None,
+    env: EnvOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Build every target for every platform, push, write the image index under each tag,
@@ -197,16 +281,107 @@ def build(
     from mab.progress import ConsoleReporter
     from mab.report import run_table
 
-    _, the_plan = _guard(debug, lambda: _load(file, target, platform))
+    project, the_plan = _guard(debug, lambda: _load(file, target, platform, version, env))
+    if cache_from is not None or cache_to is not None:
+        the_plan = _guard(debug, lambda: _with_cache(the_plan, cache_from or [], cache_to))
 
     def work() -> RunReport:
+        engine = Engine()
+        _login(project, the_plan, engine)
         with ConsoleReporter(console, the_plan, live=live_display(), verbose=verbose) as reporter:
-            return run_build(the_plan, Engine(), reporter, no_cache=no_cache)
+            return run_build(
+                the_plan, engine, reporter, no_cache=no_cache, by_digest_only=push_by_digest
+            )
 
     result = _guard(debug, work)
     console.print(run_table(result))
     _summarise(result)
     _write_report(result, report)
+    if digests_out is not None:
+        _write_digests(result, digests_out)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _with_cache(plan: Plan, sources: list[str], export: str | None) -> Plan:
+    from dataclasses import replace
+
+    from mab.cache import parse_spec
+    from mab.errors import UsageError
+
+    try:
+        override = (tuple(parse_spec(s) for s in sources), parse_spec(export) if export else None)
+    except ValueError as exc:
+        raise UsageError(f"--cache-from/--cache-to: {exc}") from None
+    return replace(plan, cache_override=override)
+
+
+def _login(project: Project, plan: Plan, engine: Engine) -> None:
+    """Log in with builds.yaml's credentials (registries:) before anything is pushed."""
+    from mab.credentials import login_for_build
+
+    for host in login_for_build(project.config, [plan.registry_host], engine):
+        console.print(Text(f"logged in to {host}", style="dim"))
+
+
+def _write_digests(result: RunReport, folder: Path) -> None:
+    from mab import digests
+
+    records = [
+        digests.DigestRecord(t.name, p.platform, t.repository, p.pushed_digest)
+        for t in result.targets
+        for p in t.platforms
+        if p.pushed_digest
+    ]
+    for path in digests.write(records, folder):
+        console.print(Text(f"wrote {path}", style="dim"))
+
+
+@app.command()
+def merge(
+    digests_dir: Annotated[
+        Path,
+        typer.Option(
+            "--digests",
+            help="Folder with the TARGET@PLATFORM.json files of the split build's jobs.",
+            show_default=False,
+        ),
+    ],
+    file: FileOpt = Path("builds.yaml"),
+    target: TargetOpt = None,
+    report: ReportOpt = None,
+    summary: Annotated[
+        Path | None,
+        typer.Option("--summary", help="Append a Markdown summary here ($GITHUB_STEP_SUMMARY)."),
+    ] = None,
+    version: VersionOpt = None,
+    env: EnvOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Publish the images of a split build: assemble each target's index from the digest
+    files, verify it and write its tags, with the same safe publishing as `mab build`."""
+    from mab import digests
+    from mab.engine import Engine
+    from mab.pipeline import run_merge
+    from mab.progress import ConsoleReporter
+    from mab.report import markdown_summary, run_table
+
+    project, the_plan = _guard(debug, lambda: _load(file, target, None, version, env))
+    records = _guard(debug, lambda: digests.read(digests_dir))
+
+    def work() -> RunReport:
+        engine = Engine()
+        _login(project, the_plan, engine)
+        with ConsoleReporter(console, the_plan, live=False) as reporter:
+            return run_merge(the_plan, engine, records, reporter)
+
+    result = _guard(debug, work)
+    console.print(run_table(result))
+    _summarise(result)
+    _write_report(result, report)
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as handle:
+            handle.write(markdown_summary(result))
     if not result.ok:
         raise typer.Exit(1)
 
@@ -216,6 +391,8 @@ def verify(
     file: FileOpt = Path("builds.yaml"),
     target: TargetOpt = None,
     report: ReportOpt = None,
+    version: VersionOpt = None,
+    env: EnvOpt = None,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -225,7 +402,7 @@ def verify(
     from mab.pipeline import run_verify
     from mab.report import run_table
 
-    _, the_plan = _guard(debug, lambda: _load(file, target, None))
+    _, the_plan = _guard(debug, lambda: _load(file, target, None, version, env))
     result = _guard(debug, lambda: run_verify(the_plan, Engine()))
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
@@ -239,6 +416,8 @@ def verify(
 
 def _summarise(result: RunReport) -> None:
     for t in result.targets:
+        for tag, why in t.held.items():
+            console.print(Text(f"{t.name}: {tag} not moved: {why}", style="yellow"))
         if t.ok and t.index_digest:
             console.print(
                 Text(
@@ -260,6 +439,75 @@ def _summarise(result: RunReport) -> None:
 
 
 @app.command()
+def tags(
+    file: FileOpt = Path("builds.yaml"),
+    target: TargetOpt = None,
+    version: VersionOpt = None,
+    env: EnvOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show the tags a run would produce and the rule behind each. Touches no engine.
+
+    Floating tags marked "if highest" move only when this version is the highest of
+    their line among the tags already in the registry.
+    """
+    from rich.table import Table
+
+    _, the_plan = _guard(debug, lambda: _load(file, target, None, version, env))
+    rows = [(t.name, tag) for t in the_plan.targets for tag in t.tags]
+    if as_json:
+        data = [{"target": n, "tag": g.name, "kind": g.kind, "rule": g.rule} for n, g in rows]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    table = Table(title="tags", title_justify="left")
+    for column in ("target", "tag", "kind", "rule"):
+        table.add_column(column)
+    for name, tag in rows:
+        table.add_row(name, tag.name, tag.kind, tag.rule)
+    console.print(table)
+
+
+@app.command()
+def promote(
+    target: Annotated[str, typer.Argument(help="The target whose image index to promote.")],
+    source: Annotated[
+        str, typer.Option("--from", help="Tag or sha256: digest to promote.", show_default=False)
+    ],
+    to: Annotated[
+        list[str], typer.Option("--to", help="New tag (repeatable).", show_default=False)
+    ],
+    to_registry: Annotated[
+        str | None,
+        typer.Option("--to-registry", help="Copy into this registry (HOST[/PATH]) instead."),
+    ] = None,
+    file: FileOpt = Path("builds.yaml"),
+    debug: DebugOpt = False,
+) -> None:
+    """Give a published index new tags without rebuilding (e.g. --from staging --to
+    production), optionally in another registry; verified like a build."""
+    from mab.engine import Engine
+    from mab.promote import promote as run_promote
+
+    _, the_plan = _guard(debug, lambda: _load(file, [target], None))
+    done = _guard(
+        debug,
+        lambda: run_promote(Engine(), the_plan.targets[0], source, to, to_registry=to_registry),
+    )
+    for ref in done.refs:
+        console.print(Text(f"{ref} -> {done.digest}", style="green"))
+    if done.digest_kept:
+        console.print(Text(f"digest kept: {done.source_digest} (from {done.source_ref})"))
+    else:
+        console.print(
+            Text(
+                f"the destination changed the digest: {done.source_digest} -> {done.digest}",
+                style="yellow",
+            )
+        )
+
+
+@app.command()
 def schema(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
 ) -> None:
@@ -274,6 +522,17 @@ def schema(
     else:
         out.write_text(text, encoding="utf-8")
         console.print(f"wrote {out}")
+
+
+# Registry commands (mab/registry_cli.py): login, logout, clean and the registry sub-app.
+app.command()(login)
+app.command()(logout)
+app.command()(clean)
+app.add_typer(registry_app, name="registry")
+
+
+app.add_typer(builders_app, name="builders")
+app.add_typer(ci_app, name="ci")
 
 
 def main() -> None:

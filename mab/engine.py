@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 from python_on_whales import DockerClient, DockerException
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.utils import run as _run
 
+from mab.credentials import login_failure
 from mab.errors import BuildError, EngineError, MabError, PublishError, RegistryError
 from mab.platforms import Platform
 
@@ -47,6 +51,29 @@ class BuildRequest:
     stage: str | None = None
     builder: str | None = None
     no_cache: bool = False
+    cache_from: tuple[Mapping[str, str], ...] = ()
+    cache_to: Mapping[str, str] | None = None
+    # buildx's docker driver is addressed by docker context, not --builder
+    docker_context: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    digest: str
+    cached_steps: int  # Dockerfile steps BuildKit answered from cache
+    steps: int  # Dockerfile steps in the build
+    build_ref: str = ""  # BUILDER/NODE/ID, as `docker buildx history` knows it
+
+
+_STEP_RE = re.compile(r"^#(\d+) \[[^\]]*?\b\d+/\d+\]")
+_CACHED_RE = re.compile(r"^#(\d+) CACHED\b")
+
+
+def count_steps(log: list[str]) -> tuple[int, int]:
+    """(cached, total) Dockerfile steps in a BuildKit plain-progress log."""
+    steps = {m.group(1) for line in log if (m := _STEP_RE.match(line))}
+    cached = {m.group(1) for line in log if (m := _CACHED_RE.match(line))}
+    return len(steps & cached), len(steps)
 
 
 @dataclass(frozen=True)
@@ -97,6 +124,22 @@ class BuilderInfo:
     def pushes_by_digest(self) -> bool:
         """buildx's docker driver cannot push by digest; every other driver can."""
         return self.driver != "docker"
+
+
+def _builder_info(builder: Any) -> BuilderInfo:
+    platforms: list[str] = []
+    status = "unknown"
+    for node in builder.nodes or []:
+        platforms.extend(node.platforms or [])
+        status = node.status or status
+    endpoint = os.environ.get("DOCKER_HOST", "unix://")
+    return BuilderInfo(
+        name=str(builder.name),
+        driver=str(builder.driver),
+        platforms=tuple(dict.fromkeys(platforms)),
+        status=status,
+        local=builder.driver in ("docker", "docker-container") and endpoint.startswith("unix://"),
+    )
 
 
 def _tail(text: str | None, lines: int = 15) -> str:
@@ -157,13 +200,45 @@ class Engine:
         server = version.server
         return str(server.version) if server is not None and server.version else "unknown"
 
-    def uses_containerd_store(self) -> bool:
-        with self._translate("docker info"):
-            info = self._docker.info()
+    def uses_containerd_store(self, context: str | None = None) -> bool:
+        """Whether the engine (of docker *context*, default the current) stores images in
+        containerd, which buildx's docker driver needs for multi-platform work."""
+        docker = DockerClient(context=context) if context else self._docker
+        with self._translate(f"docker info{f' (context {context})' if context else ''}"):
+            info = docker.info()
         for pair in info.driver_status or []:
             if len(pair) == 2 and pair[0] == "driver-type" and "containerd" in pair[1]:
                 return True
         return False
+
+    def builders(self) -> list[BuilderInfo]:
+        """Every buildx builder this client knows, with what its nodes report."""
+        with self._translate("cannot list buildx builders"):
+            found = self._docker.buildx.list()
+        return [_builder_info(b) for b in found]
+
+    def create_builder(
+        self,
+        name: str,
+        driver: str,
+        endpoint: str | None,
+        driver_opts: Mapping[str, str],
+        platforms: list[str],
+    ) -> None:
+        """Create a builder: a docker context for the docker driver (buildx names docker
+        driver builders after contexts), else ``docker buildx create``."""
+        with self._translate(f"cannot create builder '{name}'", EngineError):
+            if driver == "docker":
+                host = endpoint or "unix:///var/run/docker.sock"
+                self._docker.context.create(name, docker={"host": host})
+            else:
+                self._docker.buildx.create(
+                    endpoint,
+                    name=name,
+                    driver=driver,
+                    driver_options=dict(driver_opts),
+                    platforms=platforms,
+                )
 
     def builder(self, name: str | None) -> BuilderInfo:
         try:
@@ -175,20 +250,7 @@ class Engine:
             ) from exc
         with self._translate(f"cannot use buildx builder '{name or 'current'}'"):
             builder = self._docker.buildx.inspect(name, bootstrap=True)
-        platforms: list[str] = []
-        status = "unknown"
-        for node in builder.nodes or []:
-            platforms.extend(node.platforms or [])
-            status = node.status or status
-        endpoint = os.environ.get("DOCKER_HOST", "unix://")
-        return BuilderInfo(
-            name=str(builder.name),
-            driver=str(builder.driver),
-            platforms=tuple(dict.fromkeys(platforms)),
-            status=status,
-            local=builder.driver in ("docker", "docker-container")
-            and endpoint.startswith("unix://"),
-        )
+        return _builder_info(builder)
 
     # --- build --------------------------------------------------------------------------
 
@@ -197,8 +259,8 @@ class Engine:
         request: BuildRequest,
         on_line: Callable[[str], None],
         oci_layout: Path | None = None,
-    ) -> str:
-        """Build one platform image and return its manifest digest.
+    ) -> BuildOutcome:
+        """Build one platform image; return its manifest digest and the cache hits.
 
         Without *oci_layout*, BuildKit pushes the image by digest (no tag) itself. With it,
         BuildKit writes an OCI layout folder there instead, for mab to upload: the buildx
@@ -221,7 +283,12 @@ class Engine:
             metadata = Path(tmp) / "metadata.json"
             log: list[str] = []
             try:
-                stream: Iterator[str] = self._docker.buildx.build(
+                docker = (
+                    DockerClient(context=request.docker_context)
+                    if request.docker_context
+                    else self._docker
+                )
+                stream: Iterator[str] = docker.buildx.build(
                     request.context,
                     file=request.dockerfile,
                     platforms=[str(request.platform)],
@@ -231,6 +298,8 @@ class Engine:
                     target=request.stage,
                     builder=request.builder,
                     cache=not request.no_cache,
+                    cache_from=[dict(c) for c in request.cache_from] or None,
+                    cache_to=dict(request.cache_to) if request.cache_to else None,
                     output=output,
                     metadata_file=metadata,
                     progress="plain",
@@ -256,7 +325,9 @@ class Engine:
                 ) from exc
             try:
                 meta: dict[str, Any] = json.loads(metadata.read_text())
-                return str(meta["containerimage.digest"])
+                cached, steps = count_steps(log)
+                ref = str(meta.get("buildx.build.ref", ""))
+                return BuildOutcome(str(meta["containerimage.digest"]), cached, steps, ref)
             except (OSError, ValueError, KeyError) as exc:
                 raise BuildError(
                     f"build of {request.platform} finished but buildx wrote no image digest"
@@ -264,22 +335,33 @@ class Engine:
 
     # --- registry side, through buildx imagetools ----------------------------------------
 
-    def create_index(
-        self, sources: list[str], tags: list[str], annotations: Mapping[str, str] | None = None
-    ) -> None:
-        """Write one image index made of *sources* (repo@digest) under every ref in *tags*."""
-        with self._translate("imagetools create", PublishError):
-            self._docker.buildx.imagetools.create(
-                sources=list(sources), tags=list(tags), annotations=dict(annotations or {})
+    def image_labels(self, ref: str) -> dict[str, dict[str, str]]:
+        """Config labels of every platform image under *ref*, by platform string."""
+        cmd = self._docker.buildx.imagetools.docker_cmd
+        args = [*cmd, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Image}}"]
+        with self._translate(f"cannot read image configs of {ref}", RegistryError):
+            data = json.loads(_retrying(lambda: _run(args, return_stderr=False)))
+        if "config" in data:  # a single image, not an index
+            data = {"": data}
+        return {
+            str(p): dict((img.get("config") or {}).get("Labels") or {}) for p, img in data.items()
+        }
+
+    def copy_index(self, source: str, targets: list[str]) -> None:
+        """Copy an image index, blobs included, to other refs (``imagetools create`` with
+        one source: a carbon copy, so the digest is kept). Works across registries."""
+        with self._translate(f"cannot copy {source}", PublishError):
+            _retrying(
+                lambda: self._docker.buildx.imagetools.create(sources=[source], tags=list(targets))
             )
 
     def inspect(self, ref: str) -> RemoteManifest:
         """Read what the registry serves for *ref* (``imagetools inspect``)."""
         cmd = self._docker.buildx.imagetools.docker_cmd
         with self._translate(f"cannot inspect {ref}", RegistryError):
-            raw = self._docker.buildx.imagetools.inspect(ref)
+            raw = _retrying(lambda: self._docker.buildx.imagetools.inspect(ref))
             args = [*cmd, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"]
-            desc = json.loads(_run(args, return_stderr=False))
+            desc = json.loads(_retrying(lambda: _run(args, return_stderr=False)))
         manifests = tuple(
             Descriptor(
                 media_type=m.media_type or "",
@@ -304,6 +386,29 @@ class Engine:
         )
 
 
+_TRANSIENT = re.compile(
+    r"\b(500|502|503|504|429)\b|too many requests|connection refused|connection reset|"
+    r"unexpected EOF|i/o timeout|TLS handshake timeout|server misbehaving",
+    re.IGNORECASE,
+)
+
+T = TypeVar("T")
+
+
+def _retrying(
+    call: Callable[[], T], attempts: int = 4, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """Retry a docker CLI call whose stderr shows a transient registry error (bounded)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except DockerException as exc:
+            if attempt + 1 >= attempts or not _TRANSIENT.search(exc.stderr or ""):
+                raise
+            sleep(random.uniform(0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
+    raise AssertionError("unreachable")
+
+
 def _annotations_of(desc: Mapping[str, Any], digest: str | None) -> Mapping[str, str]:
     """python-on-whales drops per-entry annotations; buildx's JSON descriptor keeps them."""
     for entry in desc.get("manifests", []) or []:
@@ -323,4 +428,71 @@ def run_registry_container(engine: Engine, port: int, data: Path) -> None:
             volumes=[(str(data), "/var/lib/registry")],
             envs={"REGISTRY_STORAGE_DELETE_ENABLED": "true"},
             restart="unless-stopped",
+        )
+
+
+# --- registry login and the dev registry's container (mab login, mab registry up) ---------
+
+
+def docker_login(engine: Engine, server: str, username: str, password: str) -> str:
+    """``docker login`` with the password on stdin: never in the argument list, which
+    other users can read in ``ps``. docker stores it where it stores every login
+    (config.json or its credential helper). Returns docker's last line ("Login Succeeded").
+
+    Not ``DockerClient.login``: it also uses ``--password-stdin``, but lets docker's
+    stderr through uncaptured, so a failure could not be turned into one line with a fix.
+    """
+    args = [*engine._docker.docker_cmd, "login", "--username", username, "--password-stdin"]
+    try:
+        out, err = _run([*args, server], input=password.encode(), return_stderr=True)
+    except ClientNotFoundError:
+        raise EngineError(
+            "the docker CLI was not found on PATH",
+            hint="install the docker client (mab logs in through it)",
+        ) from None
+    except DockerException as exc:
+        raise login_failure(server, username, exc.stderr or "", password) from None
+    lines = [line for line in f"{out}\n{err}".splitlines() if line.strip()]
+    return lines[-1] if lines else "Login Succeeded"
+
+
+def docker_logout(engine: Engine, server: str) -> None:
+    with engine._translate(f"docker logout {server}", RegistryError):
+        engine._docker.logout(server)
+
+
+REGISTRY_IMAGE = "registry:2"
+REGISTRY_MOUNT = "/mab"
+
+
+def run_registry_server(engine: Engine, name: str, port: int, folder: Path) -> str:
+    """``mab registry up`` without a registry binary: the registry image, its state folder
+    mounted at /mab (config.yml names paths there). Returns the container id."""
+    with engine._translate(f"cannot start {REGISTRY_IMAGE} on port {port}", RegistryError):
+        container = engine._docker.run(
+            REGISTRY_IMAGE,
+            [f"{REGISTRY_MOUNT}/config.yml"],
+            detach=True,
+            name=name,
+            publish=[(f"127.0.0.1:{port}", 5000)],
+            volumes=[(str(folder), REGISTRY_MOUNT)],
+        )
+    return str(getattr(container, "id", container))
+
+
+def remove_container(engine: Engine, name: str) -> None:
+    with engine._translate(f"cannot remove container {name}", RegistryError):
+        engine._docker.container.remove(name, force=True)
+
+
+def registry_gc_in_container(engine: Engine, folder: Path) -> str:
+    """``registry garbage-collect`` in the registry image, on the mounted state folder."""
+    with engine._translate("registry garbage-collect", RegistryError):
+        return str(
+            engine._docker.run(
+                REGISTRY_IMAGE,
+                ["garbage-collect", f"{REGISTRY_MOUNT}/config.yml"],
+                remove=True,
+                volumes=[(str(folder), REGISTRY_MOUNT)],
+            )
         )

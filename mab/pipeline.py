@@ -11,16 +11,20 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from mab import emulation, localregistry, render
-from mab.engine import BuilderInfo, BuildRequest, Engine, run_registry_container
+from mab.cache import cache_options, fill_spec
+from mab.digests import DigestRecord
+from mab.engine import BuilderInfo, BuildOutcome, BuildRequest, Engine, run_registry_container
 from mab.errors import BuildError, EngineError, MabError
 from mab.plan import Job, Plan, TargetPlan
 from mab.platforms import Platform
+from mab.publish import publish
 from mab.registry import RegistryClient, split_repository
 from mab.results import JobStatus, PlatformResult, RunReport, TargetResult, TargetStatus
 from mab.verify import VerifiedIndex, verify_target
@@ -37,12 +41,38 @@ class Reporter(Protocol):
     def target_finished(self, result: TargetResult) -> None: ...
 
 
-def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> BuilderInfo:
-    """Check the engine, the builder and the registry before any work starts."""
+Builders = dict[str | None, BuilderInfo]
+
+
+def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> Builders:
+    """Check the engine, every builder the plan routes to, and the registry, before any
+    work starts. Returns what each builder reported, by the name the plan uses."""
     engine.server_version()
-    builder = engine.builder(plan.builder)
-    wanted = sorted({str(p) for t in plan.targets for p in t.platforms})
-    if builder.driver == "docker" and not engine.uses_containerd_store():
+    wanted: dict[str | None, set[str]] = {}
+    for job in plan.jobs:
+        wanted.setdefault(job.route.builder, set()).add(str(job.platform))
+    builders: Builders = {}
+    for name, platforms in wanted.items():
+        builders[name] = _check_builder(engine, engine.builder(name), platforms, reporter)
+    for _, route in plan.routes:
+        if route.note:
+            reporter.warning(route.note)
+    local = localregistry.ensure(
+        plan.registry_host,
+        start_container=lambda port, data: run_registry_container(engine, port, data),
+    )
+    if local is not None and local.started:
+        reporter.notice(
+            f"started a local registry at {local.host} with {local.how}; "
+            f"its data lives in {local.data_dir}"
+        )
+    return builders
+
+
+def _check_builder(
+    engine: Engine, builder: BuilderInfo, wanted: set[str], reporter: Reporter
+) -> BuilderInfo:
+    if builder.driver == "docker" and not engine.uses_containerd_store(builder.name):
         raise EngineError(
             f"builder '{builder.name}' uses the docker driver without the containerd image "
             "store, which cannot push images by digest for several platforms",
@@ -56,7 +86,7 @@ def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> BuilderInfo:
             offered.add(str(Platform.parse(text.rstrip("*"))))
         except ValueError:
             continue
-    missing = [p for p in wanted if p not in offered]
+    missing = sorted(p for p in wanted if p not in offered)
     emulated = [p for p in missing if builder.local and emulation.host_runs(Platform.parse(p))]
     if emulated:
         reporter.notice(
@@ -70,16 +100,7 @@ def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> BuilderInfo:
             f"{', '.join(missing)}; it offers {', '.join(sorted(offered)) or 'nothing'}",
             hint="register QEMU emulators (docker run --privileged --rm tonistiigi/binfmt "
             "--install all; on a machine without internet: sudo scripts/engine-up), "
-            "or name a builder that has them with 'builder:' in builds.yaml",
-        )
-    local = localregistry.ensure(
-        plan.registry_host,
-        start_container=lambda port, data: run_registry_container(engine, port, data),
-    )
-    if local is not None and local.started:
-        reporter.notice(
-            f"started a local registry at {local.host} with {local.how}; "
-            f"its data lives in {local.data_dir}"
+            "or route the platform to a builder that has it (builders: in builds.yaml)",
         )
     return builder
 
@@ -99,25 +120,41 @@ def render_dockerfiles(plan: Plan, out_dir: Path) -> dict[str, Path]:
 
 
 def _request(
-    plan: Plan, target: TargetPlan, platform: Platform, dockerfile: Path, no_cache: bool
+    plan: Plan, job: Job, builder: BuilderInfo, dockerfile: Path, no_cache: bool
 ) -> BuildRequest:
+    target, platform = job.target, job.platform
+    cache_from, cache_to = cache_options(
+        plan.cache, target.repository, target.name, platform, plan.project_file.parent
+    )
+    if plan.cache_override is not None:  # --cache-from/--cache-to, with the same fields
+        sources, export = plan.cache_override
+        cache_from = [fill_spec(c, target.repository, target.name, platform) for c in sources]
+        cache_to = fill_spec(export, target.repository, target.name, platform) if export else None
+    args = dict(target.build_args)
+    if plan.source_date_epoch is not None:
+        # reproducible image configs: a rebuild of the same commit gets the same digests
+        args.setdefault("SOURCE_DATE_EPOCH", str(plan.source_date_epoch))
     return BuildRequest(
         context=target.context,
         dockerfile=dockerfile,
         platform=platform,
         repository=target.repository,
-        build_args=dict(target.build_args),
+        build_args=args,
         build_contexts=dict(target.build_contexts),
         labels=dict(target.labels),
         stage=target.stage,
-        builder=plan.builder,
+        # buildx addresses docker-driver builders by docker context, others by name
+        builder=None if builder.driver == "docker" else builder.name,
+        docker_context=builder.name if builder.driver == "docker" else None,
         no_cache=no_cache,
+        cache_from=tuple(cache_from),
+        cache_to=cache_to,
     )
 
 
 def build_and_push(
     engine: Engine, request: BuildRequest, on_line: Callable[[str], None], *, direct: bool
-) -> str:
+) -> BuildOutcome:
     """Build one platform image and get it into the registry by digest, with no tag.
 
     *direct*: BuildKit pushes it. Otherwise (buildx's docker driver) BuildKit writes an OCI
@@ -127,7 +164,8 @@ def build_and_push(
         return engine.build(request, on_line)
     with tempfile.TemporaryDirectory(prefix="mab-oci-") as tmp:
         layout = Path(tmp) / "layout"
-        digest = engine.build(request, on_line, oci_layout=layout)
+        outcome = engine.build(request, on_line, oci_layout=layout)
+        digest = outcome.digest
         host, repo = split_repository(request.repository)
         on_line(f"pushing {request.platform} by digest to {request.repository}")
         try:
@@ -138,7 +176,63 @@ def build_and_push(
         if pushed.digest != digest:
             raise BuildError(f"push of {request.platform}: pushed {pushed.digest}, built {digest}")
         on_line(f"pushed {digest} ({pushed.blobs_sent} blobs sent, {pushed.blobs_skipped} present)")
-        return digest
+        return outcome
+
+
+@dataclass
+class _Run:
+    """One ``mab build``: the per-job and per-target work its thread pools run."""
+
+    plan: Plan
+    engine: Engine
+    reporter: Reporter
+    builders: Builders
+    no_cache: bool
+    by_digest_only: bool
+    clock: Callable[[], float]
+    registry: Callable[..., RegistryClient]
+    results: dict[str, TargetResult] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def build_one(self, job: Job, dockerfile: Path) -> None:
+        results = self.results[job.target.name].platforms
+        result = next(r for r in results if r.platform == job.platform)
+        with self.lock:
+            result.status = JobStatus.BUILDING
+        self.reporter.job_started(job)
+        t0 = self.clock()
+        try:
+            builder = self.builders[job.route.builder]
+            outcome = build_and_push(
+                self.engine,
+                _request(self.plan, job, builder, dockerfile, self.no_cache),
+                on_line=lambda line: self.reporter.job_log(job, line),
+                direct=builder.pushes_by_digest,
+            )
+        except MabError as exc:
+            with self.lock:
+                result.status = JobStatus.FAILED
+                result.error = exc.message
+                result.duration = self.clock() - t0
+            self.reporter.job_finished(job, result)
+            if exc.hint:
+                self.reporter.job_log(job, exc.hint)
+            return
+        with self.lock:
+            result.status = JobStatus.BUILT
+            result.pushed_digest = outcome.digest
+            result.cached_steps, result.steps = outcome.cached_steps, outcome.steps
+            result.builder, result.build_ref = builder.name, outcome.build_ref
+            result.duration = self.clock() - t0
+        self.reporter.job_finished(job, result)
+
+    def finish(self, target: TargetPlan) -> None:
+        """A target's last platform is done: publish it (or, split build, just record)."""
+        result = self.results[target.name]
+        if self.by_digest_only:
+            record_digests(self.engine, target, result, self.reporter)
+        else:
+            publish_target(self.engine, target, result, self.reporter, self.registry)
 
 
 def run_build(
@@ -147,88 +241,63 @@ def run_build(
     reporter: Reporter,
     *,
     no_cache: bool = False,
+    by_digest_only: bool = False,
     clock: Callable[[], float] = time.monotonic,
+    registry: Callable[..., RegistryClient] = RegistryClient,
 ) -> RunReport:
+    """Build and publish every target of *plan*. With *by_digest_only* (a split build's
+    per-platform job), push the images by digest and stop: ``run_merge`` publishes."""
     started = clock()
-    builder = preflight(plan, engine, reporter)
-    report = RunReport(command="build", registry=plan.registry)
-    results = {
-        t.name: TargetResult(
-            t.name, t.repository, t.tags, [PlatformResult(t.name, p) for p in t.platforms]
+    builders = preflight(plan, engine, reporter)
+    run = _Run(plan, engine, reporter, builders, no_cache, by_digest_only, clock, registry)
+    for t in plan.targets:
+        run.results[t.name] = TargetResult(
+            t.name, t.repository, t.tag_names, [PlatformResult(t.name, p) for p in t.platforms]
         )
-        for t in plan.targets
-    }
-    report.targets = list(results.values())
-    lock = threading.Lock()
-
-    def build_one(job: Job, dockerfile: Path) -> None:
-        result = next(r for r in results[job.target.name].platforms if r.platform == job.platform)
-        with lock:
-            result.status = JobStatus.BUILDING
-        reporter.job_started(job)
-        t0 = clock()
-        try:
-            digest = build_and_push(
-                engine,
-                _request(plan, job.target, job.platform, dockerfile, no_cache),
-                on_line=lambda line: reporter.job_log(job, line),
-                direct=builder.pushes_by_digest,
-            )
-        except MabError as exc:
-            with lock:
-                result.status = JobStatus.FAILED
-                result.error = exc.message
-                result.duration = clock() - t0
-            reporter.job_finished(job, result)
-            if exc.hint:
-                reporter.job_log(job, exc.hint)
-            return
-        with lock:
-            result.status = JobStatus.BUILT
-            result.pushed_digest = digest
-            result.duration = clock() - t0
-        reporter.job_finished(job, result)
-
     with tempfile.TemporaryDirectory(prefix="mab-render-") as tmp:
         dockerfiles = render_dockerfiles(plan, Path(tmp))
         remaining = {t.name: len(t.platforms) for t in plan.targets}
-        by_name = {t.name: t for t in plan.targets}
         publishing: list[Future[None]] = []
         with (
             ThreadPoolExecutor(plan.concurrency, thread_name_prefix="mab-build") as builds,
             ThreadPoolExecutor(2, thread_name_prefix="mab-publish") as publishers,
         ):
             futures = {
-                builds.submit(build_one, job, dockerfiles[job.target.name]): job
+                builds.submit(run.build_one, job, dockerfiles[job.target.name]): job
                 for job in plan.jobs
             }
             try:
                 for future in as_completed(futures):
                     future.result()
-                    name = futures[future].target.name
-                    remaining[name] -= 1
-                    if remaining[name] == 0:
-                        publishing.append(
-                            publishers.submit(
-                                publish_target, engine, by_name[name], results[name], reporter
-                            )
-                        )
+                    target = futures[future].target
+                    remaining[target.name] -= 1
+                    if remaining[target.name] == 0:
+                        publishing.append(publishers.submit(run.finish, target))
                 for pub in publishing:
                     pub.result()
             except KeyboardInterrupt:
                 for f in futures:
                     f.cancel()
-                for target in results.values():
-                    for r in target.platforms:
-                        if r.status in (JobStatus.QUEUED, JobStatus.BUILDING):
-                            r.status = JobStatus.CANCELLED
+                _mark_cancelled(run.results.values())
                 raise
+    report = RunReport("build", plan.registry, list(run.results.values()))
     report.duration = clock() - started
     return report
 
 
+def _mark_cancelled(results: Iterable[TargetResult]) -> None:
+    for target in results:
+        for r in target.platforms:
+            if r.status in (JobStatus.QUEUED, JobStatus.BUILDING):
+                r.status = JobStatus.CANCELLED
+
+
 def publish_target(
-    engine: Engine, target: TargetPlan, result: TargetResult, reporter: Reporter
+    engine: Engine,
+    target: TargetPlan,
+    result: TargetResult,
+    reporter: Reporter,
+    registry: Callable[..., RegistryClient] = RegistryClient,
 ) -> None:
     """Write the index of *target* under its tags, if and only if every platform built."""
     failed = [r for r in result.platforms if r.status is not JobStatus.BUILT]
@@ -252,19 +321,98 @@ def publish_target(
             reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
         reporter.target_finished(result)
         return
-    sources = [f"{target.repository}@{r.pushed_digest}" for r in result.platforms]
+    images = [(r.platform, str(r.pushed_digest)) for r in result.platforms]
     try:
-        engine.create_index(sources, list(target.refs))
-        verified = verify_target(engine, target)
-        _fill_sizes(engine, target, result, verified)
+        published = publish(
+            engine,
+            target,
+            images,
+            on_retry=reporter.warning,
+            on_step=lambda message: reporter.notice(f"[{target.name}] {message}"),
+            registry=registry,
+        )
     except MabError as exc:
         result.status = TargetStatus.FAILED
-        result.error = exc.message
+        result.error = f"{exc.message}; tags not yet written keep their old images"
         reporter.target_finished(result)
         return
-    result.index_digest = verified.digest
+    result.index_digest = published.index_digest
+    result.tags = tuple(published.written)
+    result.held = dict(published.held)
     result.status = TargetStatus.PUBLISHED
+    try:
+        _fill_sizes(engine, target, result, published.verified)
+    except MabError as exc:
+        reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
     reporter.target_finished(result)
+
+
+def record_digests(
+    engine: Engine, target: TargetPlan, result: TargetResult, reporter: Reporter
+) -> None:
+    """A split build's job: its platforms are in the registry by digest, untagged."""
+    failed = [r for r in result.platforms if r.status is not JobStatus.BUILT]
+    if failed:
+        result.status = TargetStatus.FAILED
+        result.error = f"{', '.join(str(r.platform) for r in failed)} failed to build"
+    else:
+        result.status = TargetStatus.UNTAGGED
+        result.error = "pushed by digest; `mab merge` writes the tags"
+        try:
+            _fill_sizes(engine, target, result, None)
+        except MabError as exc:
+            reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
+    reporter.target_finished(result)
+
+
+def run_merge(
+    plan: Plan,
+    engine: Engine,
+    records: Sequence[DigestRecord],
+    reporter: Reporter,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    registry: Callable[..., RegistryClient] = RegistryClient,
+) -> RunReport:
+    """Publish targets from the digest files of a split build (``mab merge``): the same
+    rules as ``mab build``: a target is published only when every declared platform is
+    there, its index is written by digest, immutable tags, verify, then floating tags."""
+    started = clock()
+    report = RunReport(command="merge", registry=plan.registry)
+    by_target: dict[str, dict[Platform, DigestRecord]] = {}
+    for record in records:
+        by_target.setdefault(record.target, {})[record.platform] = record
+    unknown = sorted(set(by_target) - {t.name for t in plan.targets})
+    if unknown:
+        reporter.warning(f"digest files for targets not selected here: {', '.join(unknown)}")
+    for target in plan.targets:
+        found = by_target.get(target.name, {})
+        result = TargetResult(target.name, target.repository, target.tag_names)
+        for platform in target.declared_platforms:
+            entry = PlatformResult(target.name, platform)
+            got = found.get(platform)
+            if got is not None and got.repository == target.repository:
+                entry.status, entry.pushed_digest = JobStatus.BUILT, got.digest
+            elif got is not None:
+                entry.status = JobStatus.FAILED
+                entry.error = f"built into {got.repository}, not {target.repository}"
+            else:
+                entry.status = JobStatus.FAILED
+                entry.error = "no digest file (did its build job fail?)"
+            result.platforms.append(entry)
+        report.targets.append(result)
+        missing = [r for r in result.platforms if r.status is not JobStatus.BUILT]
+        if missing:
+            result.status = TargetStatus.FAILED
+            result.error = "; ".join(f"{r.platform}: {r.error}" for r in missing) + (
+                "; no tag was written or moved"
+            )
+            reporter.target_finished(result)
+            continue
+        full = replace(target, platforms=target.declared_platforms)
+        publish_target(engine, full, result, reporter, registry)
+    report.duration = clock() - started
+    return report
 
 
 def _fill_sizes(
@@ -297,15 +445,16 @@ def run_verify(plan: Plan, engine: Engine) -> RunReport:
         result = TargetResult(
             target.name,
             target.repository,
-            target.tags,
+            target.tag_names,
             [PlatformResult(target.name, p) for p in target.declared_platforms],
         )
         report.targets.append(result)
         try:
-            verified = verify_target(engine, target)
+            verified, elsewhere = verify_target(engine, target)
             for r in result.platforms:
                 r.status = JobStatus.BUILT
             _fill_sizes(engine, target, result, verified)
+            result.held = {ref: f"points at {d[:19]}" for ref, d in elsewhere.items()}
         except MabError as exc:
             result.status = TargetStatus.FAILED
             result.error = exc.message

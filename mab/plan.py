@@ -8,14 +8,33 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mab import templates
-from mab.config import DEFAULT_REGISTRY, Project
-from mab.errors import UsageError
+from mab import labels, templates
+from mab.config import (
+    DEFAULT_REGISTRY,
+    BuilderConfig,
+    BuildsConfig,
+    CacheConfig,
+    Project,
+    SemverOptions,
+    SemverRule,
+    TagItem,
+    TargetConfig,
+)
+from mab.errors import ConfigError, ConfigIssue, UsageError
 from mab.platforms import Platform, PlatformValueError
+from mab.tags import (
+    PlannedTag,
+    TagContext,
+    TagRuleError,
+    compute_tags,
+    parse_version,
+    resolve_version,
+)
+from mab.yamlsource import Loc
 
 
 @dataclass(frozen=True)
@@ -40,15 +59,29 @@ class TargetPlan:
     source: DockerfileSource
     platforms: tuple[Platform, ...]
     declared_platforms: tuple[Platform, ...]
-    tags: tuple[str, ...]
+    tags: tuple[PlannedTag, ...]
     build_args: tuple[tuple[str, str], ...]
     build_contexts: tuple[tuple[str, str], ...]
     labels: tuple[tuple[str, str], ...]
     stage: str | None
+    annotations: tuple[tuple[str, str], ...] = ()
+    version: str | None = None
+
+    @property
+    def tag_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tags)
 
     @property
     def refs(self) -> tuple[str, ...]:
-        return tuple(f"{self.repository}:{tag}" for tag in self.tags)
+        return tuple(f"{self.repository}:{tag.name}" for tag in self.tags)
+
+    @property
+    def immutable_tags(self) -> tuple[PlannedTag, ...]:
+        return tuple(t for t in self.tags if not t.floating)
+
+    @property
+    def floating_tags(self) -> tuple[PlannedTag, ...]:
+        return tuple(t for t in self.tags if t.floating)
 
     @property
     def partial(self) -> bool:
@@ -57,11 +90,46 @@ class TargetPlan:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Which builder builds a platform, and whether it runs that platform natively."""
+
+    builder: str | None  # None: the current buildx builder
+    driver: str | None = None  # None: whatever the current builder's driver is
+    native: bool | None = None  # None: unknown (no builders declared)
+    note: str = ""
+
+    def describe(self) -> str:
+        name = self.builder or "(current)"
+        if self.native is None:
+            return name
+        return f"{name} ({'native' if self.native else 'emulated'})"
+
+
+def route(platform: Platform, builders: Sequence[BuilderConfig], default: str | None) -> Route:
+    """Send *platform* to a builder that serves it natively, else to one that emulates it."""
+    if not builders:
+        return Route(default)
+    text = str(platform)
+    for b in builders:
+        if text in b.platforms:
+            return Route(b.name, b.driver, native=True)
+    emulator = next((b for b in builders if text in b.emulates), builders[0])
+    return Route(
+        emulator.name,
+        emulator.driver,
+        native=False,
+        note=f"no builder serves {text} natively: it is emulated (QEMU) on '{emulator.name}', "
+        "expect compile steps to run 5-20x slower",
+    )
+
+
+@dataclass(frozen=True)
 class Job:
     """One platform image of one target: the unit of work handed to a builder."""
 
     target: TargetPlan
     platform: Platform
+    route: Route = Route(None)
 
     @property
     def key(self) -> str:
@@ -76,10 +144,19 @@ class Plan:
     builder: str | None
     concurrency: int
     targets: tuple[TargetPlan, ...]
+    source_date_epoch: int | None = None
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    # --cache-from/--cache-to given on the command line replace the configured cache
+    cache_override: tuple[tuple[dict[str, str], ...], dict[str, str] | None] | None = None
+
+    routes: tuple[tuple[Platform, Route], ...] = ()
 
     @property
     def jobs(self) -> tuple[Job, ...]:
-        return tuple(Job(t, p) for t in self.targets for p in t.platforms)
+        return tuple(Job(t, p, self.route_for(p)) for t in self.targets for p in t.platforms)
+
+    def route_for(self, platform: Platform) -> Route:
+        return next((r for p, r in self.routes if p == platform), Route(self.builder))
 
     @property
     def registry_host(self) -> str:
@@ -92,6 +169,14 @@ class Plan:
             "registry": self.registry,
             "registry_is_default": self.registry_is_default,
             "builder": self.builder or "(current)",
+            "routes": {
+                str(p): {
+                    "builder": r.builder or "(current)",
+                    "native": r.native,
+                    "note": r.note or None,
+                }
+                for p, r in self.routes
+            },
             "concurrency": self.concurrency,
             "targets": [
                 {
@@ -107,11 +192,15 @@ class Plan:
                     "stage": t.stage,
                     "platforms": [str(p) for p in t.platforms],
                     "declared_platforms": [str(p) for p in t.declared_platforms],
-                    "tags": list(t.tags),
+                    "tags": [
+                        {"name": tag.name, "rule": tag.rule, "kind": tag.kind} for tag in t.tags
+                    ],
                     "refs": list(t.refs),
                     "build_args": dict(t.build_args),
                     "build_contexts": dict(t.build_contexts),
                     "labels": dict(t.labels),
+                    "annotations": dict(t.annotations),
+                    "version": t.version,
                 }
                 for t in self.targets
             ],
@@ -123,6 +212,7 @@ def make_plan(
     only_targets: Sequence[str] = (),
     only_platforms: Sequence[str] = (),
     default_registry: str = DEFAULT_REGISTRY,
+    context: TagContext | None = None,
 ) -> Plan:
     """Expand *project* into a Plan, narrowed to the named targets and platforms.
 
@@ -146,6 +236,7 @@ def make_plan(
             raise UsageError(f"--platform: {exc}") from None
 
     registry = cfg.registry or default_registry
+    context = context or TagContext.empty()
     base = project.base_dir
     contexts = tuple(sorted(cfg.base_images.items()))
     plans: list[TargetPlan] = []
@@ -156,7 +247,8 @@ def make_plan(
         chosen = tuple(p for p in declared if not platform_filter or p in platform_filter)
         if not chosen:
             continue
-        context = (base / target.context).resolve()
+        version = _version(target, cfg, context)
+        context_dir = (base / target.context).resolve()
         if target.template is not None:
             found = templates.find_template(target.template, base)
             assert found is not None, "load_project checked templates exist"
@@ -164,21 +256,29 @@ def make_plan(
                 "template", found, target.template, tuple(sorted(target.vars.items()))
             )
         else:
-            source = DockerfileSource("file", context / (target.dockerfile or "Dockerfile"))
+            source = DockerfileSource("file", context_dir / (target.dockerfile or "Dockerfile"))
         plans.append(
             TargetPlan(
                 name=name,
                 repository=f"{registry}/{name}",
-                context=context,
+                context=context_dir,
                 source=source,
                 platforms=chosen,
                 declared_platforms=declared,
-                tags=tuple(dict.fromkeys(target.tags)),
+                tags=_tags(project, name, context),
                 build_args=tuple(sorted(target.args.items())),
                 build_contexts=tuple(
                     (image, f"docker-image://{mirror}") for image, mirror in contexts
                 ),
-                labels=tuple(sorted(target.labels.items())),
+                labels=tuple(
+                    sorted(
+                        labels.image_labels(
+                            name, context, version, cfg.defaults.labels, target.labels
+                        ).items()
+                    )
+                ),
+                annotations=tuple(sorted(labels.oci_annotations(name, context, version).items())),
+                version=version,
                 stage=target.stage,
             )
         )
@@ -192,7 +292,43 @@ def make_plan(
         builder=cfg.builder,
         concurrency=cfg.concurrency,
         targets=tuple(plans),
+        source_date_epoch=context.source_date_epoch,
+        cache=cfg.cache,
+        routes=tuple(
+            (p, route(p, cfg.builders, cfg.builder))
+            for p in sorted({p for t in plans for p in t.platforms})
+        ),
     )
+
+
+def _rules(project: Project, name: str) -> tuple[Loc, Sequence[TagItem]]:
+    """A target's tag rules and where they are written: its own, else the defaults."""
+    target = project.config.targets[name]
+    if target.tags is not None:
+        return ("targets", name, "tags"), target.tags
+    if project.config.defaults.tags is not None:
+        return ("defaults", "tags"), project.config.defaults.tags
+    return ("targets", name), ["latest"]
+
+
+def _tags(project: Project, name: str, context: TagContext) -> tuple[PlannedTag, ...]:
+    loc, rules = _rules(project, name)
+    try:
+        return compute_tags(rules, context, name)
+    except TagRuleError as exc:
+        where = (*loc, exc.index) if loc[-1] == "tags" else loc
+        raise ConfigError(
+            [ConfigIssue(project.path, project.locate(where), f"targets.{name}", str(exc))]
+        ) from None
+
+
+def _version(target: TargetConfig, cfg: BuildsConfig, context: TagContext) -> str | None:
+    """The version a target's labels carry: its semver rule's, else the run's, if any."""
+    rules = target.tags if target.tags is not None else (cfg.defaults.tags or [])
+    options = next((r.semver for r in rules if isinstance(r, SemverRule)), SemverOptions())
+    text, _ = resolve_version(options, context)
+    parsed = parse_version(text) if text else None
+    return str(parsed) if parsed else None
 
 
 def _unique(items: Any) -> tuple[Platform, ...]:

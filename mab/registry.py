@@ -7,9 +7,12 @@ and uploads it here, by digest, with no tag: tags are written only when the whol
 is assembled. Blobs the registry already holds are not sent again.
 
 Auth: anonymous, Basic, and Bearer tokens from the ``WWW-Authenticate`` challenge, with
-credentials from docker's config.json ``auths`` (never from the command line). Plain HTTP
-is used for registries on the loopback interface (as docker does) and for hosts listed in
-``MAB_INSECURE_REGISTRIES`` (comma-separated).
+the credentials docker stored (config.json ``auths``, ``credsStore`` or ``credHelpers``,
+see mab.credentials; never from the command line). Plain HTTP is used for registries on
+the loopback interface (as docker does) and for hosts listed in
+``MAB_INSECURE_REGISTRIES`` (comma-separated), except where a CA is installed for the host
+in ``/etc/docker/certs.d/HOST/ca.crt``: then HTTPS, verified against it (``MAB_CA_BUNDLE``
+adds CAs for every host).
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ import json
 import os
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 
+from mab import credentials
 from mab.errors import RegistryError
+from mab.registrytls import ca_file_for
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -60,16 +67,54 @@ def is_plain_http(host: str) -> bool:
 
 def _docker_basic_auth(host: str) -> str | None:
     """The base64 ``user:password`` docker stored for *host*, if any (never logged)."""
-    config_dir = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    try:
-        config = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    auths: dict[str, Any] = config.get("auths") or {}
-    for key in (host, f"https://{host}", f"http://{host}"):
-        entry = auths.get(key)
-        if isinstance(entry, dict) and entry.get("auth"):
-            return str(entry["auth"])
+    credential = credentials.lookup(host)
+    return credential.basic if credential and not credential.identity_token else None
+
+
+def _tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """Public CAs, plus the registry's own CA (certs.d) and ``MAB_CA_BUNDLE``, if any."""
+    extra = [p for p in (ca_file, os.environ.get("MAB_CA_BUNDLE")) if p]
+    if not extra:
+        return True
+    # the same base as httpx's default: SSL_CERT_FILE, SSL_CERT_DIR, else certifi
+    if os.environ.get("SSL_CERT_FILE"):
+        context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    elif os.environ.get("SSL_CERT_DIR"):
+        context = ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    else:
+        context = ssl.create_default_context(cafile=certifi.where())
+    for path in extra:
+        try:
+            context.load_verify_locations(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            raise RegistryError(
+                f"cannot read the CA bundle {path}: {exc}",
+                hint="point MAB_CA_BUNDLE at a PEM file of CA certificates",
+            ) from None
+    return context
+
+
+def _tls_failure(host: str, exc: BaseException) -> RegistryError | None:
+    """A one-line error for a TLS failure that retrying cannot fix, else None."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        if "expired" in text:
+            return RegistryError(
+                f"registry {host}: its TLS certificate has expired",
+                hint="renew the registry's certificate (for mab registry up --tls: down, then "
+                "up --tls again)",
+            )
+        return RegistryError(
+            f"registry {host}: TLS certificate signed by an unknown authority",
+            hint=f"trust its CA: put it in /etc/docker/certs.d/{host}/ca.crt or name a PEM "
+            "bundle in MAB_CA_BUNDLE (mab registry up --tls does the first for its registry)",
+        )
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return RegistryError(
+            f"registry {host} speaks plain HTTP where mab expected HTTPS",
+            hint=f"list it in MAB_INSECURE_REGISTRIES={host}, or remove "
+            f"/etc/docker/certs.d/{host} if it no longer uses TLS",
+        )
     return None
 
 
@@ -131,12 +176,23 @@ class RegistryClient:
         retry: RetryPolicy | None = None,
         on_retry: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        credential: credentials.Credential | None = None,
     ) -> None:
+        """*credential*: use it instead of what docker stored for *host* (``mab login``
+        checks a password with it before docker stores it)."""
         self.host = host
-        scheme = "http" if is_plain_http(host) else "https"
+        ca_file = ca_file_for(host)
+        scheme = "http" if is_plain_http(host) and ca_file is None else "https"
         self._base = f"{scheme}://{host}"
-        self._http = httpx.Client(timeout=timeout, follow_redirects=True)
-        self._basic = _docker_basic_auth(host)
+        self._http = httpx.Client(
+            timeout=timeout, follow_redirects=True, verify=_tls_verify(ca_file)
+        )
+        credential = credential or credentials.lookup(host)
+        self._username = credential.username if credential else None
+        self._identity_token = (
+            credential.secret if credential and credential.identity_token else None
+        )
+        self._basic = credential.basic if credential and not credential.identity_token else None
         self._tokens: dict[str, str] = {}
         self._retry = retry or RetryPolicy.from_env()
         self._on_retry = on_retry or (lambda message: None)
@@ -179,6 +235,9 @@ class RegistryClient:
                 httpx.TimeoutException,
             ) as exc:
                 problem = _reason(exc)
+                tls_error = _tls_failure(self.host, exc)
+                if tls_error is not None:
+                    raise tls_error from None
                 if isinstance(exc, httpx.ConnectError) and attempt + 1 >= policy.attempts:
                     raise RegistryError(
                         f"cannot reach registry {self.host}: {problem}",
@@ -237,11 +296,24 @@ class RegistryClient:
             query = {"service": params.get("service", ""), "scope": scope}
             headers = {"Authorization": f"Basic {self._basic}"} if self._basic else {}
             try:
-                got = self._http.get(realm, params=query, headers=headers)
+                if self._identity_token:  # OAuth2 refresh token (docker's identitytoken)
+                    got = self._http.post(
+                        realm,
+                        data={
+                            **query,
+                            "grant_type": "refresh_token",
+                            "refresh_token": self._identity_token,
+                            "client_id": "mab",
+                        },
+                    )
+                else:
+                    got = self._http.get(realm, params=query, headers=headers)
             except httpx.HTTPError as exc:
                 raise RegistryError(
                     f"registry {self.host}: token request failed: {_reason(exc)}"
                 ) from None
+            if got.status_code != 200 and _says_expired(got):
+                raise _expired(self.host)
             if got.status_code != 200:
                 raise RegistryError(
                     f"registry {self.host} refused a token for {scope} ({got.status_code})",
@@ -255,6 +327,27 @@ class RegistryClient:
             return
         code = response.status_code
         detail = _error_detail(response)
+        if code == 401 and _says_expired(response):
+            raise _expired(self.host)
+        if code == 401 and (self._basic or self._identity_token):
+            user = self._username if self._username and not self._identity_token else "USER"
+            raise RegistryError(
+                f"registry {self.host} rejected the stored credentials for {user} while "
+                f"{what} (401): wrong user name or password",
+                hint=f"log in again: mab login {self.host} -u {user} --password-stdin",
+            )
+        if code == 405 and "delet" in what:
+            raise RegistryError(
+                f"registry {self.host} has deletion disabled ({what}: 405{detail})",
+                hint="enable it in the registry's config (storage: delete: enabled: true, or "
+                "REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it",
+            )
+        if code == 400 and "HTTP request to an HTTPS server" in response.text:
+            raise RegistryError(
+                f"registry {self.host} speaks HTTPS but mab used plain HTTP",
+                hint=f"install its CA as /etc/docker/certs.d/{self.host}/ca.crt (then mab "
+                "uses HTTPS), or name it by a non-loopback host name",
+            )
         if code in (401, 403):
             raise RegistryError(
                 f"registry {self.host} denied {what} ({code}{detail})",
@@ -347,6 +440,54 @@ class RegistryClient:
             url = _next_link(response)
         return tags
 
+    def ping(self) -> int:
+        """``GET /v2/`` with the client's credentials (Basic, or a token for them): 200
+        when they are accepted, 401 when refused. Unreachable and TLS problems raise."""
+        response = self._request("GET", "/v2/", scope="")
+        if response.status_code == 401 and _says_expired(response):
+            raise _expired(self.host)
+        return response.status_code
+
+    def catalog(self, page_size: int = 1000) -> list[str]:
+        """Every repository the registry lists (``/v2/_catalog``, following pagination)."""
+        repos: list[str] = []
+        url: str | None = f"/v2/_catalog?n={page_size}"
+        while url:
+            response = self._request("GET", url, scope="registry:catalog:*")
+            if response.status_code == 404:
+                raise RegistryError(
+                    f"registry {self.host} does not offer a catalog (/v2/_catalog: 404)",
+                    hint="some hosted registries list repositories only in their own console "
+                    "or CLI; name a repository instead",
+                )
+            self._check(response, "listing repositories")
+            repos.extend(response.json().get("repositories") or [])
+            url = _next_link(response)
+        return repos
+
+    def get_blob(self, repo: str, digest: str) -> bytes:
+        """A (small) blob, e.g. an image config, checked against its digest."""
+        response = self._request("GET", f"/v2/{repo}/blobs/{digest}", scope=_scope(repo, "pull"))
+        if response.status_code == 404:
+            raise RegistryError(f"{self.host}/{repo}@{digest}: blob unknown")
+        self._check(response, f"reading blob {digest[:19]}")
+        data = response.content
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise RegistryError(f"{self.host}/{repo}@{digest}: blob bytes do not match digest")
+        return data
+
+    def delete_manifest(self, repo: str, digest: str) -> None:
+        """Delete a manifest (image or index) by digest: every tag on it goes with it.
+        Blobs are freed by the registry's garbage collection, not here."""
+        if not digest.startswith("sha256:"):
+            raise RegistryError(f"delete needs a digest, not '{digest}'")
+        response = self._request(
+            "DELETE", f"/v2/{repo}/manifests/{digest}", scope=_scope(repo, "pull,push,delete")
+        )
+        if response.status_code == 404:
+            raise RegistryError(f"{self.host}/{repo}@{digest}: manifest unknown")
+        self._check(response, f"deleting {digest[:19]}")
+
     def push_layout(self, layout: Path, repo: str) -> Pushed:
         """Upload the image (or index) an OCI layout's index.json names, by digest only."""
         try:
@@ -428,6 +569,25 @@ def _path_of(url: str) -> str:
 
 def _scope(repo: str, actions: str) -> str:
     return f"repository:{repo}:{actions}"
+
+
+def _says_expired(response: httpx.Response) -> bool:
+    """True when a 401 says the token (or the password, for cloud tokens) has expired."""
+    challenge = response.headers.get("www-authenticate", "").lower()
+    if "expired" in challenge:
+        return True
+    try:
+        return "expired" in response.text.lower()
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return False
+
+
+def _expired(host: str) -> RegistryError:
+    return RegistryError(
+        f"registry {host}: the login token has expired",
+        hint=f"log in again: mab login {host} (for a cloud registry, its login.command "
+        "gets a fresh token)",
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ def plan_table(plan: Plan) -> Table:
         + f" - builder {plan.builder or '(current)'} - concurrency {plan.concurrency}",
         title_justify="left",
     )
-    for column in ("target", "platform", "repository", "tags", "dockerfile", "stage"):
+    for column in ("target", "platform", "builder", "repository", "tags", "dockerfile", "stage"):
         table.add_column(column)
     base = plan.project_file.parent
     for target in plan.targets:
@@ -40,8 +40,9 @@ def plan_table(plan: Plan) -> Table:
             table.add_row(
                 target.name if first else "",
                 str(platform),
+                plan.route_for(platform).describe(),
                 target.repository if first else "",
-                ", ".join(target.tags) if first else "",
+                ", ".join(target.tag_names) if first else "",
                 target.source.describe(base) if first else "",
                 (target.stage or "-") if first else "",
             )
@@ -50,9 +51,19 @@ def plan_table(plan: Plan) -> Table:
 
 def run_table(report: RunReport) -> Table:
     table = Table(title=f"mab {report.command}: {report.registry}", title_justify="left")
-    for column in ("target", "platform", "status", "digest", "compressed", "layers", "duration"):
+    for column in (
+        "target",
+        "platform",
+        "status",
+        "digest",
+        "compressed",
+        "layers",
+        "cached",
+        "duration",
+    ):
         table.add_column(
-            column, justify="right" if column in ("compressed", "layers", "duration") else "left"
+            column,
+            justify="right" if column in ("compressed", "layers", "cached", "duration") else "left",
         )
     for target in report.targets:
         for i, r in enumerate(target.platforms):
@@ -64,6 +75,31 @@ def run_table(report: RunReport) -> Table:
                 short_digest(r.image_digest or r.pushed_digest),
                 human_size(r.compressed_size),
                 "-" if r.layers is None else str(r.layers),
+                "-" if r.steps is None else f"{r.cached_steps}/{r.steps}",
                 "-" if r.duration is None else f"{r.duration:.1f}s",
             )
     return table
+
+
+def markdown_summary(report: RunReport) -> str:
+    """A Markdown summary for CI step summaries ($GITHUB_STEP_SUMMARY)."""
+    lines = [
+        f"### mab {report.command}: {'ok' if report.ok else 'FAILED'}",
+        "",
+        "| target | status | tags | index digest | platforms |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for t in report.targets:
+        platforms = ", ".join(
+            f"{p.platform} ({human_size(p.compressed_size)})" for p in t.platforms
+        )
+        tags = ", ".join(f"`{tag}`" for tag in t.tags) or "-"
+        lines.append(
+            f"| {t.name} | {t.status} | {tags} | `{short_digest(t.index_digest)}` | {platforms} |"
+        )
+    for t in report.targets:
+        if t.error:
+            lines.append(f"\n- **{t.name}**: {t.error}")
+        for tag, why in t.held.items():
+            lines.append(f"\n- {t.name}: `{tag}` not moved: {why}")
+    return "\n".join(lines) + "\n"

@@ -35,10 +35,18 @@ class PlatformResult:
     layers: int | None = None
     duration: float | None = None
     error: str | None = None
+    cached_steps: int | None = None
+    steps: int | None = None
+    builder: str | None = None
+    build_ref: str | None = None  # BUILDER/NODE/ID in `docker buildx history`
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "platform": str(self.platform),
+            "builder": self.builder,
+            "build_ref": self.build_ref,
+            "cached_steps": self.cached_steps,
+            "steps": self.steps,
             "status": str(self.status),
             "pushed_digest": self.pushed_digest,
             "digest": self.image_digest,
@@ -58,6 +66,7 @@ class TargetResult:
     status: TargetStatus = TargetStatus.FAILED
     index_digest: str | None = None
     error: str | None = None
+    held: dict[str, str] = field(default_factory=dict)  # floating tag -> why not moved
 
     @property
     def ok(self) -> bool:
@@ -70,6 +79,7 @@ class TargetResult:
             "tags": list(self.tags),
             "status": str(self.status),
             "index_digest": self.index_digest,
+            "not_moved": dict(self.held),
             "error": self.error,
             "platforms": [p.to_dict() for p in self.platforms],
         }

@@ -1,21 +1,83 @@
-"""A fake engine for fast unit tests of the pipeline's decisions (never proof on its own:
-tests/integration runs the same paths on a real dockerd, BuildKit and registry)."""
+"""A fake engine and an in-memory registry sharing one store, for fast unit tests of the
+pipeline's decisions. Never proof on its own: tests/integration runs the same paths on a
+real dockerd, BuildKit and distribution registry, checked with crane."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-from mab.engine import BuilderInfo, BuildRequest, Descriptor, RemoteManifest
-from mab.errors import BuildError
+from mab.engine import BuilderInfo, BuildOutcome, BuildRequest, Descriptor, RemoteManifest
+from mab.errors import BuildError, RegistryError
 from mab.platforms import Platform
+from mab.registry import INDEX_TYPES, Manifest, RegistryClient
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 IMAGE = "application/vnd.oci.image.manifest.v1+json"
 
 
-def digest_of(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+def digest_of(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@dataclass
+class Store:
+    """repo -> digest -> (media type, bytes); repo -> tag -> digest; image labels."""
+
+    blobs: dict[str, dict[str, tuple[str, bytes]]] = field(default_factory=dict)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    fail_put_tag: Callable[[str, str], bool] = lambda repo, tag: False
+
+    def tag_of(self, ref: str) -> tuple[str, str]:
+        repo, _, tag = ref.rpartition(":")
+        return repo, tag
+
+
+class FakeRegistry:
+    def __init__(self, store: Store, host: str, **_: Any) -> None:
+        self.store = store
+        self.host = host
+
+    def __enter__(self) -> FakeRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def _repo(self, repo: str) -> str:
+        return f"{self.host}/{repo}"
+
+    def get_manifest(self, repo: str, reference: str) -> Manifest:
+        full = self._repo(repo)
+        digest = self.store.tags.get(full, {}).get(reference, reference)
+        if digest not in self.store.blobs.get(full, {}):
+            raise RegistryError(f"{full}:{reference}: manifest unknown")
+        media, data = self.store.blobs[full][digest]
+        return Manifest(digest, media, data)
+
+    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
+        full = self._repo(repo)
+        digest = digest_of(data)
+        if not reference.startswith("sha256:") and self.store.fail_put_tag(full, reference):
+            raise RegistryError(f"registry {self.host}: PUT failed after 5 attempts: 503")
+        self.store.blobs.setdefault(full, {})[digest] = (media_type, data)
+        if not reference.startswith("sha256:"):
+            self.store.tags.setdefault(full, {})[reference] = digest
+        return digest
+
+    def head_manifest(self, repo: str, reference: str) -> str | None:
+        try:
+            return self.get_manifest(repo, reference).digest
+        except RegistryError:
+            return None
+
+    def list_tags(self, repo: str) -> list[str]:
+        return sorted(self.store.tags.get(self._repo(repo), {}))
 
 
 class FakeEngine:
@@ -31,14 +93,21 @@ class FakeEngine:
         self.driver = driver
         self.containerd = containerd
         self.builds: list[BuildRequest] = []
-        self.blobs: dict[str, RemoteManifest] = {}  # repo@digest -> manifest
-        self.tags: dict[str, str] = {}  # repo:tag -> digest
-        self.indexes_created: list[tuple[list[str], list[str]]] = []
+        self.built: list[str] = []
+        self.store = Store()
+
+    def _registry(self, host: str, **kw: Any) -> FakeRegistry:
+        return FakeRegistry(self.store, host, **kw)
+
+    @property
+    def registry(self) -> Callable[..., RegistryClient]:
+        """A stand-in for the RegistryClient class, serving this engine's store."""
+        return cast("Callable[..., RegistryClient]", self._registry)
 
     def server_version(self) -> str:
         return "fake"
 
-    def uses_containerd_store(self) -> bool:
+    def uses_containerd_store(self, context: str | None = None) -> bool:
         return self.containerd
 
     def builder(self, name: str | None) -> BuilderInfo:
@@ -46,57 +115,82 @@ class FakeEngine:
 
     def build(
         self, request: BuildRequest, on_line: Callable[[str], None], oci_layout: object = None
-    ) -> str:
+    ) -> BuildOutcome:
         assert oci_layout is None, "the fake stands for a builder that pushes by digest"
         self.builds.append(request)
         on_line(f"#1 building {request.platform}")
         if self.fail(request):
             raise BuildError(f"build of {request.platform} failed: exit code 1", hint="#5 ERROR")
-        digest = digest_of(f"{request.repository}/{request.platform}")
-        self.blobs[f"{request.repository}@{digest}"] = RemoteManifest(
-            ref=digest,
-            digest=digest,
-            media_type=IMAGE,
-            manifests=(),
-            layer_sizes=(100, 23),
-            annotations={},
-        )
-        return digest
+        body = json.dumps(
+            {
+                "mediaType": IMAGE,
+                "layers": [{"size": 100}, {"size": 23}],
+                "args": dict(request.build_args),
+                "p": str(request.platform),
+                "repo": request.repository,
+                "labels": dict(request.labels),
+            },
+            sort_keys=True,
+        ).encode()
+        digest = digest_of(body)
+        self.store.blobs.setdefault(request.repository, {})[digest] = (IMAGE, body)
+        self.store.labels[digest] = dict(request.labels)
+        seen = self.built.count(digest)
+        self.built.append(digest)
+        return BuildOutcome(digest, cached_steps=2 if seen else 0, steps=2)
 
-    def create_index(
-        self, sources: list[str], tags: list[str], annotations: Mapping[str, str] | None = None
-    ) -> None:
-        self.indexes_created.append((sources, tags))
-        repo = sources[0].split("@")[0]
-        entries = []
-        for source in sources:
-            digest = source.split("@")[1]
-            platform = next(
-                Platform.parse(str(b.platform))
-                for b in self.builds
-                if digest_of(f"{b.repository}/{b.platform}") == digest
-            )
-            entries.append(Descriptor(IMAGE, digest, 500, platform, {}))
-        index_digest = digest_of(",".join(sources))
-        self.blobs[f"{repo}@{index_digest}"] = RemoteManifest(
-            ref=index_digest,
-            digest=index_digest,
-            media_type=INDEX,
-            manifests=tuple(entries),
-            layer_sizes=(),
-            annotations={},
-        )
-        for tag in tags:
-            self.tags[tag] = index_digest
+    def _resolve(self, ref: str) -> tuple[str, str]:
+        if "@" in ref:
+            repo, digest = ref.split("@")
+        else:
+            repo, tag = self.store.tag_of(ref)
+            if tag not in self.store.tags.get(repo, {}):
+                raise RegistryError(f"cannot inspect {ref}: not found")
+            digest = self.store.tags[repo][tag]
+        if digest not in self.store.blobs.get(repo, {}):
+            raise RegistryError(f"cannot inspect {ref}: not found")
+        return repo, digest
 
     def inspect(self, ref: str) -> RemoteManifest:
-        from mab.errors import RegistryError
+        repo, digest = self._resolve(ref)
+        media, data = self.store.blobs[repo][digest]
+        doc = json.loads(data)
+        entries = tuple(
+            Descriptor(
+                m["mediaType"],
+                m["digest"],
+                m["size"],
+                Platform.from_oci(
+                    m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")
+                ),
+                m.get("annotations") or {},
+            )
+            for m in doc.get("manifests", [])
+        )
+        return RemoteManifest(
+            ref,
+            digest,
+            media,
+            entries,
+            tuple(layer["size"] for layer in doc.get("layers", [])),
+            doc.get("annotations") or {},
+        )
 
-        if "@" in ref:
-            if ref not in self.blobs:
-                raise RegistryError(f"cannot inspect {ref}: not found")
-            return self.blobs[ref]
-        if ref not in self.tags:
-            raise RegistryError(f"cannot inspect {ref}: not found")
-        repo = ref.rsplit(":", 1)[0]
-        return self.blobs[f"{repo}@{self.tags[ref]}"]
+    def image_labels(self, ref: str) -> dict[str, dict[str, str]]:
+        manifest = self.inspect(ref)
+        if manifest.media_type not in INDEX_TYPES:
+            return {"": self.store.labels[manifest.digest]}
+        return {str(d.platform): self.store.labels[d.digest] for d in manifest.images}
+
+    def copy_index(self, source: str, targets: list[str]) -> None:
+        repo, digest = self._resolve(source)
+        media, data = self.store.blobs[repo][digest]
+        for ref in targets:
+            dest, tag = self.store.tag_of(ref)
+            self.store.blobs.setdefault(dest, {})[digest] = (media, data)
+            self.store.tags.setdefault(dest, {})[tag] = digest
+            for m in json.loads(data).get("manifests", []):
+                self.store.blobs[dest][m["digest"]] = self.store.blobs[repo][m["digest"]]
+
+    def annotations_of(self, ref: str) -> Mapping[str, str]:
+        return self.inspect(ref).annotations

@@ -25,7 +25,7 @@ def test_valid_file_loads_with_defaults(write_config: Callable[[str], Path]) -> 
     cfg = project.config
     assert cfg.registry is None
     assert cfg.platforms == ["linux/amd64", "linux/arm64"]
-    assert cfg.targets["app"].tags == ["latest"]
+    assert cfg.targets["app"].tags is None  # the plan falls back to defaults, then [latest]
     assert cfg.targets["app"].dockerfile is None
 
 

@@ -4,6 +4,7 @@ same rules on a real engine and registry)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,7 +16,9 @@ from mab.engine import BuilderInfo, Engine
 from mab.errors import EngineError
 from mab.pipeline import run_build, run_verify
 from mab.plan import Job, Plan, make_plan
+from mab.promote import promote
 from mab.results import JobStatus, PlatformResult, TargetResult, TargetStatus
+from mab.tags import TagContext
 
 from .fakes import FakeEngine
 
@@ -56,8 +59,8 @@ def plan(write_config: Callable[[str], Path]) -> Plan:
     return make_plan(load_project(write_config(CONFIG)))
 
 
-def run(plan: Plan, engine: FakeEngine) -> Any:
-    return run_build(plan, cast(Engine, engine), Recorder())
+def run(plan: Plan, engine: FakeEngine, recorder: Recorder | None = None) -> Any:
+    return run_build(plan, cast(Engine, engine), recorder or Recorder(), registry=engine.registry)
 
 
 def test_all_platforms_built_then_one_index_under_every_tag(plan: Plan) -> None:
@@ -70,10 +73,8 @@ def test_all_platforms_built_then_one_index_under_every_tag(plan: Plan) -> None:
         "bad": TargetStatus.PUBLISHED,
     }
     good = report.targets[0]
-    assert (
-        engine.tags["registry.test/demo/good:1.0"] == engine.tags["registry.test/demo/good:latest"]
-    )
-    assert good.index_digest == engine.tags["registry.test/demo/good:latest"]
+    tags = engine.store.tags["registry.test/demo/good"]
+    assert tags["1.0"] == tags["latest"] == good.index_digest
     assert all(p.compressed_size == 123 and p.layers == 2 for p in good.platforms)
 
 
@@ -87,7 +88,7 @@ def test_one_failed_platform_writes_no_tag_and_others_publish(plan: Plan) -> Non
     assert good.status is TargetStatus.PUBLISHED
     assert bad.status is TargetStatus.FAILED
     assert "linux/arm64 failed to build" in (bad.error or "")
-    assert not any(tag.startswith("registry.test/demo/bad:") for tag in engine.tags)
+    assert "registry.test/demo/bad" not in engine.store.tags
     assert [p.status for p in bad.platforms].count(JobStatus.FAILED) == 1
     # the other platforms of the failed target still built (and were pushed by digest)
     assert [p.status for p in bad.platforms].count(JobStatus.BUILT) == 2
@@ -98,7 +99,7 @@ def test_partial_platform_run_writes_no_tag(write_config: Callable[[str], Path])
     engine = FakeEngine()
     report = run(plan, engine)
     assert report.ok
-    assert engine.tags == {}
+    assert engine.store.tags == {}
     assert all(t.status is TargetStatus.UNTAGGED for t in report.targets)
 
 
@@ -124,7 +125,7 @@ def test_unlisted_platform_accepted_when_host_emulates_it(
     )
     monkeypatch.setattr(emulation, "host_runs", lambda p: str(p) == "linux/arm/v7")
     recorder = Recorder()
-    report = run_build(plan, cast(Engine, engine), recorder)
+    report = run(plan, engine, recorder)
     assert report.ok
     notices = [m for kind, m in recorder.events if kind == "notice"]
     assert any("does not list linux/arm/v7" in m for m in notices)
@@ -138,7 +139,7 @@ def test_docker_driver_without_containerd_store_is_refused(plan: Plan) -> None:
 def test_verify_detects_missing_tag(plan: Plan) -> None:
     engine = FakeEngine()
     run(plan, engine)
-    del engine.tags["registry.test/demo/bad:latest"]
+    del engine.store.tags["registry.test/demo/bad"]["latest"]
     report = run_verify(plan, cast(Engine, engine))
     assert [t.status for t in report.targets] == [TargetStatus.VERIFIED, TargetStatus.FAILED]
     assert "bad:latest" in (report.targets[1].error or "")
@@ -153,6 +154,94 @@ def test_local_registry_started_notice(
     )
     monkeypatch.setattr(localregistry, "ensure", lambda host, **kw: started)
     recorder = Recorder()
-    run_build(plan, cast(Engine, FakeEngine()), recorder)
+    run(plan, FakeEngine(), recorder)
     notices = [m for kind, m in recorder.events if kind == "notice"]
     assert notices and "localhost:5000" in notices[0] and "/data" in notices[0]
+
+
+SEMVER = """\
+registry: registry.test/demo
+platforms: [linux/amd64, linux/arm64]
+targets:
+  app:
+    context: app
+    tags: [{semver: {}}, {environment: {versioned: false}}]
+"""
+
+
+def plan_for(path: Path, version: str, env: str | None = None) -> Plan:
+    context = TagContext(now=datetime(2026, 1, 1, tzinfo=UTC), version=version, environment=env)
+    return make_plan(load_project(path), context=context)
+
+
+def test_backport_does_not_take_latest(write_config: Callable[[str], Path]) -> None:
+    path = write_config(SEMVER)
+    engine = FakeEngine()
+    run(plan_for(path, "2.0.0"), engine)
+    new = run(plan_for(path, "1.4.9"), engine).targets[0]
+    tags = engine.store.tags["registry.test/demo/app"]
+    assert tags["1.4.9"] == tags["1.4"] == tags["1"] == new.index_digest
+    assert tags["latest"] == tags["2.0.0"] == tags["2"] != new.index_digest
+    assert new.held == {"latest": "2.0.0 is higher"}
+    assert set(new.tags) == {"1.4.9", "1.4", "1"}
+
+
+def test_failure_mid_publish_leaves_earlier_tags(write_config: Callable[[str], Path]) -> None:
+    path = write_config(SEMVER.replace("tags:", "args: {V: 1}\n    tags:"))
+    engine = FakeEngine()
+    run(plan_for(path, "1.0.0", "staging"), engine)
+    before = dict(engine.store.tags["registry.test/demo/app"])
+    path.write_text(path.read_text().replace("V: 1", "V: 2"))  # a different image
+    engine.store.fail_put_tag = lambda repo, tag: tag == "1"  # the registry fails mid-way
+    failed = run(plan_for(path, "1.1.0", "staging"), engine).targets[0]
+    assert failed.status is TargetStatus.FAILED and "503" in (failed.error or "")
+    after = engine.store.tags["registry.test/demo/app"]
+    # immutable 1.1.0 and the floating 1.1 were written before the failure ...
+    assert after["1.1.0"] == after["1.1"] != before["1.0.0"]
+    # ... every tag published before the run that was not moved yet is where it was
+    for tag in ("1.0.0", "1.0", "1", "latest", "staging"):
+        assert after[tag] == before[tag], tag
+    # a rerun after the registry recovers completes, and builds the same images
+    engine.store.fail_put_tag = lambda repo, tag: False
+    again = run(plan_for(path, "1.1.0", "staging"), engine).targets[0]
+    assert again.status is TargetStatus.PUBLISHED and again.index_digest == after["1.1.0"]
+    assert engine.store.tags["registry.test/demo/app"]["staging"] == again.index_digest
+
+
+def test_labels_and_annotations_are_planned_and_checked(
+    write_config: Callable[[str], Path],
+) -> None:
+    path = write_config(
+        SEMVER.replace("    context: app", "    context: app\n    labels: {team: core}")
+    )
+    engine = FakeEngine()
+    report = run(plan_for(path, "1.2.3"), engine)
+    assert report.ok
+    (request, *_) = engine.builds
+    assert request.labels["org.opencontainers.image.version"] == "1.2.3"
+    assert request.labels["org.opencontainers.image.title"] == "app"
+    assert request.labels["team"] == "core"
+    index = engine.inspect("registry.test/demo/app:1.2.3")
+    assert index.annotations["org.opencontainers.image.version"] == "1.2.3"
+
+
+def test_promote_keeps_the_digest(write_config: Callable[[str], Path]) -> None:
+    path = write_config(SEMVER)
+    engine = FakeEngine()
+    plan = plan_for(path, "1.0.0", "staging")
+    run(plan, engine)
+    staged = engine.store.tags["registry.test/demo/app"]["staging"]
+    done = promote(
+        cast(Engine, engine), plan.targets[0], "staging", ["production"], client=engine.registry
+    )
+    assert done.digest == done.source_digest == staged
+    assert engine.store.tags["registry.test/demo/app"]["production"] == staged
+    other = promote(
+        cast(Engine, engine),
+        plan.targets[0],
+        staged,
+        ["1.0.0"],
+        to_registry="mirror.test/prod",
+        client=engine.registry,
+    )
+    assert other.refs == ("mirror.test/prod/app:1.0.0",) and other.digest_kept

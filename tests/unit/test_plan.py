@@ -45,14 +45,14 @@ def test_expansion(write_config: Callable[[str], Path]) -> None:
     assert [t.name for t in plan.targets] == ["web", "api"]
     web, api = plan.targets
     assert web.repository == "registry.example.com/team/web"
-    assert web.tags == ("1.0.0", "latest")  # duplicates dropped, order kept
+    assert web.tag_names == ("1.0.0", "latest")  # duplicates dropped, order kept
     assert web.refs == (
         "registry.example.com/team/web:1.0.0",
         "registry.example.com/team/web:latest",
     )
     assert [str(p) for p in web.platforms] == ["linux/amd64", "linux/arm64"]
     assert [str(p) for p in api.platforms] == ["linux/amd64", "linux/arm64", "linux/arm/v7"]
-    assert api.tags == ("latest",)
+    assert api.tag_names == ("latest",)
     assert api.stage == "runtime"
     assert api.source.kind == "template" and api.source.template == "go"
     assert web.source.kind == "file" and web.source.path.name == "Dockerfile"

@@ -34,8 +34,14 @@ ATTESTATION = Descriptor(
 )
 
 
+ANNOTATIONS = {
+    "org.opencontainers.image.title": "app",
+    "org.opencontainers.image.created": "1970-01-01T00:00:00Z",
+}
+
+
 def index(digest: str, *entries: Descriptor, media: str = INDEX) -> RemoteManifest:
-    return RemoteManifest("r", digest, media, tuple(entries), (), {})
+    return RemoteManifest("r", digest, media, tuple(entries), (), ANNOTATIONS)
 
 
 def test_passes_and_sets_attestations_aside(target: TargetPlan) -> None:
@@ -81,4 +87,13 @@ def test_tags_must_share_one_digest(target: TargetPlan) -> None:
 def test_missing_ref(target: TargetPlan) -> None:
     a = index("sha256:a", image("linux/amd64"), image("linux/arm64"))
     with pytest.raises(VerifyError, match="not found"):
-        check_index(target, {target.refs[0]: a})
+        check_index(target, {target.refs[0]: a}, same=target.refs)
+
+
+def test_expected_digest_and_annotations(target: TargetPlan) -> None:
+    a = index("sha256:a", image("linux/amd64"), image("linux/arm64"))
+    with pytest.raises(VerifyError, match="expected sha256:b"):
+        check_index(target, {ref: a for ref in target.refs}, digest="sha256:b")
+    bare = RemoteManifest("r", "sha256:a", INDEX, a.manifests, (), {})
+    with pytest.raises(VerifyError, match="annotations missing"):
+        check_index(target, {ref: bare for ref in target.refs})
