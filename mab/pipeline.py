@@ -25,7 +25,7 @@ from mab.errors import BuildError, EngineError, MabError
 from mab.plan import Job, Plan, TargetPlan
 from mab.platforms import Platform
 from mab.publish import publish
-from mab.registry import RegistryClient, split_repository
+from mab.registry import INDEX_TYPES, RegistryClient, split_repository
 from mab.results import JobStatus, PlatformResult, RunReport, TargetResult, TargetStatus
 from mab.verify import VerifiedIndex, verify_target
 
@@ -230,7 +230,7 @@ class _Run:
         """A target's last platform is done: publish it (or, split build, just record)."""
         result = self.results[target.name]
         if self.by_digest_only:
-            record_digests(self.engine, target, result, self.reporter)
+            record_digests(self.engine, target, result, self.reporter, self.registry)
         else:
             publish_target(self.engine, target, result, self.reporter, self.registry)
 
@@ -316,7 +316,7 @@ def publish_target(
             "declared platforms, so no tag was written (images are pushed by digest)"
         )
         try:
-            _fill_sizes(engine, target, result, None)
+            _fill_sizes(registry, target, result, None)
         except MabError as exc:
             reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
         reporter.target_finished(result)
@@ -341,14 +341,18 @@ def publish_target(
     result.held = dict(published.held)
     result.status = TargetStatus.PUBLISHED
     try:
-        _fill_sizes(engine, target, result, published.verified)
+        _fill_sizes(registry, target, result, published.verified)
     except MabError as exc:
         reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
     reporter.target_finished(result)
 
 
 def record_digests(
-    engine: Engine, target: TargetPlan, result: TargetResult, reporter: Reporter
+    engine: Engine,
+    target: TargetPlan,
+    result: TargetResult,
+    reporter: Reporter,
+    registry: Callable[..., RegistryClient] = RegistryClient,
 ) -> None:
     """A split build's job: its platforms are in the registry by digest, untagged."""
     failed = [r for r in result.platforms if r.status is not JobStatus.BUILT]
@@ -359,7 +363,7 @@ def record_digests(
         result.status = TargetStatus.UNTAGGED
         result.error = "pushed by digest; `mab merge` writes the tags"
         try:
-            _fill_sizes(engine, target, result, None)
+            _fill_sizes(registry, target, result, None)
         except MabError as exc:
             reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
     reporter.target_finished(result)
@@ -416,29 +420,49 @@ def run_merge(
 
 
 def _fill_sizes(
-    engine: Engine, target: TargetPlan, result: TargetResult, verified: VerifiedIndex | None
+    registry: Callable[..., RegistryClient],
+    target: TargetPlan,
+    result: TargetResult,
+    verified: VerifiedIndex | None,
 ) -> None:
-    """Record each platform image's manifest digest, compressed size and layer count."""
-    for r in result.platforms:
-        ref_digest = r.pushed_digest
-        if verified is not None:
-            image = verified.image_for(r.platform)
-            ref_digest = image.digest if image is not None else ref_digest
-        if ref_digest is None:
-            continue
-        manifest = engine.inspect(f"{target.repository}@{ref_digest}")
-        if manifest.is_index:  # a per-platform index (image + attestation): open the image
-            image = next((d for d in manifest.images if d.platform == r.platform), None)
-            if image is None:
+    """Record each platform image's manifest digest, compressed size and layer count
+    (straight from the registry: one GET per image)."""
+    host, repo = split_repository(target.repository)
+    with registry(host) as client:
+        for r in result.platforms:
+            digest = r.pushed_digest
+            image = verified.image_for(r.platform) if verified is not None else None
+            digest = image.digest if image is not None else digest
+            if digest is None:
                 continue
-            ref_digest = image.digest
-            manifest = engine.inspect(f"{target.repository}@{ref_digest}")
-        r.image_digest = ref_digest
-        r.compressed_size = sum(manifest.layer_sizes)
-        r.layers = len(manifest.layer_sizes)
+            manifest = client.get_manifest(repo, digest)
+            if manifest.media_type in INDEX_TYPES:  # per-platform index: image + attestation
+                entry = next(
+                    (
+                        m
+                        for m in manifest.json().get("manifests", [])
+                        if Platform.from_oci(
+                            m.get("platform", {}).get("os"),
+                            m.get("platform", {}).get("architecture"),
+                            m.get("platform", {}).get("variant"),
+                        )
+                        == r.platform
+                    ),
+                    None,
+                )
+                if entry is None:
+                    continue
+                digest = str(entry["digest"])
+                manifest = client.get_manifest(repo, digest)
+            layers = manifest.json().get("layers", [])
+            r.image_digest = digest
+            r.compressed_size = sum(int(layer.get("size", 0)) for layer in layers)
+            r.layers = len(layers)
 
 
-def run_verify(plan: Plan, engine: Engine) -> RunReport:
+def run_verify(
+    plan: Plan, engine: Engine, registry: Callable[..., RegistryClient] = RegistryClient
+) -> RunReport:
     """Re-check published targets without building (``mab verify``)."""
     report = RunReport(command="verify", registry=plan.registry)
     for target in plan.targets:
@@ -453,7 +477,7 @@ def run_verify(plan: Plan, engine: Engine) -> RunReport:
             verified, elsewhere = verify_target(engine, target)
             for r in result.platforms:
                 r.status = JobStatus.BUILT
-            _fill_sizes(engine, target, result, verified)
+            _fill_sizes(registry, target, result, verified)
             result.held = {ref: f"points at {d[:19]}" for ref, d in elsewhere.items()}
         except MabError as exc:
             result.status = TargetStatus.FAILED

@@ -140,7 +140,7 @@ def test_verify_detects_missing_tag(plan: Plan) -> None:
     engine = FakeEngine()
     run(plan, engine)
     del engine.store.tags["registry.test/demo/bad"]["latest"]
-    report = run_verify(plan, cast(Engine, engine))
+    report = run_verify(plan, cast(Engine, engine), registry=engine.registry)
     assert [t.status for t in report.targets] == [TargetStatus.VERIFIED, TargetStatus.FAILED]
     assert "bad:latest" in (report.targets[1].error or "")
 
