@@ -8,7 +8,8 @@ registry, each into its own repository path. The bake file is written from mab's
 tags), so only the tool differs.
 
 Runs, for each tool: cold (BuildKit cache pruned first) and warm (nothing changed). Prints
-wall time and peak memory (max RSS of the tool's own process tree, from /usr/bin/time).
+wall time and peak memory (GNU time's %M: the max RSS of the largest single process of
+the run, not the sum over the process tree).
 
     python bench/mab_vs_bake.py [--rounds N]
 
@@ -97,7 +98,16 @@ def main() -> None:
     mab_yaml.write_text(text + "cache: {type: none}\n")
     env = {**os.environ, "CI": "true"}
     tools = {
-        "docker buildx bake": ["docker", "buildx", "bake", "-f", str(bake), "--progress", "plain"],
+        "docker buildx bake": [
+            "docker",
+            "buildx",
+            "bake",
+            f"--allow=fs.read={work}",
+            "-f",
+            str(bake),
+            "--progress",
+            "plain",
+        ],
         "mab build": [sys.executable, "-m", "mab", "build", "-f", str(mab_yaml)],
     }
     results: dict[tuple[str, str], list[tuple[float, int]]] = {}
@@ -106,12 +116,12 @@ def main() -> None:
             prune()
             results.setdefault((name, "cold"), []).append(timed(cmd, env))
             results.setdefault((name, "warm"), []).append(timed(cmd, env))
-    print(f"{'tool':22} {'run':5} {'wall s (median)':>16} {'runs':>24} {'peak RSS MiB':>13}")
+    print(f"{'tool':22} {'run':5} {'wall s (median)':>16} {'runs':>24} {'max RSS MiB':>12}")
     for (name, kind), runs in results.items():
         walls = [w for w, _ in runs]
         rss = max(r for _, r in runs) / 1024
         shown = ", ".join(f"{w:.1f}" for w in walls)
-        print(f"{name:22} {kind:5} {statistics.median(walls):16.1f} {shown:>24} {rss:13.0f}")
+        print(f"{name:22} {kind:5} {statistics.median(walls):16.1f} {shown:>24} {rss:12.0f}")
 
 
 if __name__ == "__main__":

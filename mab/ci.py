@@ -248,6 +248,9 @@ class Options:
     registry: str = "localhost:5000"
     targets: tuple[str, ...] = ()
     command: str = ""
+    # builds.yaml routes platforms to named builders, which CI runners do not have: each
+    # job builds its platform with the runner's own builder (--builder current)
+    current_builder: bool = False
 
 
 @dataclass
@@ -297,6 +300,8 @@ def build_command(entry: MatrixEntry, options: Options, cache: Literal["gha", "c
         f"mab build{_file_flag(options)} --platform {entry.platform} --push-by-digest "
         f"--digests-out {DIGESTS_DIR}" + "".join(f" --target {_q(t)}" for t in targets)
     )
+    if options.current_builder:
+        command += " --builder current"
     return command + (_gha_cache_flags(entry) if cache == "gha" else "")
 
 

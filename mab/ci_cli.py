@@ -170,6 +170,7 @@ def generate(  # noqa: PLR0917 - typer options
             registry=_registry(project),
             targets=tuple(target or ()),
             command=_regenerate(kind, relative, out, root, target or []),
+            current_builder=bool(project.config.builders),
         )
         result = ci.generate(kind, project, options)
         if out is not None and str(out) == "-":

@@ -255,6 +255,15 @@ def build(
             show_default=False,
         ),
     ] = None,
+    builder: Annotated[
+        str | None,
+        typer.Option(
+            "--builder",
+            help="Build every platform with this buildx builder ('current': the current "
+            "one), instead of builds.yaml's builder/builders routing; e.g. on CI runners.",
+            show_default=False,
+        ),
+    ] = None,
     push_by_digest: Annotated[
         bool,
         typer.Option(
@@ -284,6 +293,8 @@ def build(
     project, the_plan = _guard(debug, lambda: _load(file, target, platform, version, env))
     if cache_from is not None or cache_to is not None:
         the_plan = _guard(debug, lambda: _with_cache(the_plan, cache_from or [], cache_to))
+    if builder is not None:
+        the_plan = the_plan.with_builder(None if builder == "current" else builder)
 
     def work() -> RunReport:
         engine = Engine()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,6 +154,12 @@ class Plan:
     @property
     def jobs(self) -> tuple[Job, ...]:
         return tuple(Job(t, p, self.route_for(p)) for t in self.targets for p in t.platforms)
+
+    def with_builder(self, builder: str | None) -> Plan:
+        """Every platform to one builder (None: the current one), no routing."""
+        return replace(
+            self, builder=builder, routes=tuple((p, Route(builder)) for p, _ in self.routes)
+        )
 
     def route_for(self, platform: Platform) -> Route:
         return next((r for p, r in self.routes if p == platform), Route(self.builder))

@@ -406,3 +406,25 @@ def test_ci_section_errors_are_located(write_config: Callable[[str], Path]) -> N
     assert "ci.runner: unknown key 'runner'; did you mean 'runners'?" in text
     with pytest.raises(ConfigError, match="must name an environment variable"):
         load_project(write_config(CONFIG + "  secrets: [hunter2 is my password]\n"))
+
+
+def test_builds_with_routed_builders_use_the_runners_builder(
+    write_config: Callable[[str], Path], tmp_path: Path
+) -> None:
+    routed = CONFIG.replace(
+        "targets:",
+        "builders:\n  - {name: arm-box, endpoint: 'ssh://arm', platforms: [linux/arm64]}\ntargets:",
+        1,
+    )
+    out = tmp_path / "routed.yml"
+    _generate(write_config(routed), "github", "--out", str(out))
+    jobs = yaml.safe_load(out.read_text())["jobs"]
+    builds = [
+        run for job in jobs.values() for run in _run_steps(job) if run.startswith("mab build")
+    ]
+    assert builds and all(
+        run.endswith("--builder current") or "--builder current " in run for run in builds
+    )
+    plain = tmp_path / "plain.yml"
+    _generate(write_config(CONFIG), "github", "--out", str(plain))
+    assert "--builder" not in plain.read_text()

@@ -75,3 +75,10 @@ def test_builder_config_errors(
     with pytest.raises(ConfigError) as info:
         load_project(write_config(text + "targets:\n  app: {context: app}\n"))
     assert message in str(info.value)
+
+
+def test_one_builder_for_everything_overrides_routing(write_config: Callable[[str], Path]) -> None:
+    plan = make_plan(load_project(write_config(TWO))).with_builder(None)
+    assert {j.route.builder for j in plan.jobs} == {None}
+    assert all(j.route.native is None and not j.route.note for j in plan.jobs)
+    assert {j.route.builder for j in plan.with_builder("ci").jobs} == {"ci"}
