@@ -17,7 +17,6 @@ depend on this run's tags (a semver rule without a version must not stop generat
 
 from __future__ import annotations
 
-import difflib
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -28,8 +27,8 @@ import yaml
 
 from mab import __version__
 from mab.config import BuildsConfig, CIConfig, Project, RegistryAuth
-from mab.errors import UsageError
-from mab.platforms import Platform, PlatformValueError
+from mab.plan import selection
+from mab.platforms import Platform
 
 Per = Literal["platform", "target-platform"]
 Provider = Literal["github", "gitlab"]
@@ -91,30 +90,7 @@ def select(
     config: BuildsConfig, targets: Sequence[str] = (), platforms: Sequence[str] = ()
 ) -> list[tuple[str, tuple[Platform, ...]]]:
     """The selected targets with the platforms each builds, in builds.yaml's order."""
-    names = list(config.targets)
-    for wanted in targets:
-        if wanted not in config.targets:
-            close = difflib.get_close_matches(wanted, names, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise UsageError(f"no target '{wanted}'{hint} (targets: {', '.join(names)})")
-    only: set[Platform] = set()
-    for text in platforms:
-        try:
-            only.add(Platform.parse(text))
-        except PlatformValueError as exc:
-            raise UsageError(f"--platform: {exc}") from None
-    chosen: list[tuple[str, tuple[Platform, ...]]] = []
-    for name, target in config.targets.items():
-        if targets and name not in targets:
-            continue
-        declared = dict.fromkeys(Platform.parse(p) for p in (target.platforms or config.platforms))
-        kept = tuple(p for p in declared if not only or p in only)
-        if kept:
-            chosen.append((name, kept))
-    if not chosen:
-        wanted_p = ", ".join(sorted(str(p) for p in only)) or "any platform"
-        raise UsageError(f"nothing to build: no selected target declares {wanted_p}")
-    return chosen
+    return [(name, chosen) for name, _, chosen in selection(config, targets, platforms)]
 
 
 def runner_arch(labels: Iterable[str]) -> str:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mab import proc
 from mab.errors import RegistryError, UsageError
 
 if TYPE_CHECKING:
@@ -123,22 +124,15 @@ def run_helper(helper: str, action: str, stdin: str) -> subprocess.CompletedProc
     stdout, never in the argument list."""
     program = f"docker-credential-{helper}"
     try:
-        return subprocess.run(
-            [program, action],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=_HELPER_TIMEOUT,
-            check=False,
-        )
-    except FileNotFoundError:
+        return proc.call([program, action], stdin=stdin, timeout=_HELPER_TIMEOUT)
+    except proc.ProgramNotFound:
         raise RegistryError(
             f"docker's config.json names the credential helper '{helper}', but {program} is "
             "not on PATH",
             hint=f"install {program}, or remove '{helper}' from credsStore/credHelpers in "
             f"{docker_config_dir() / 'config.json'}",
         ) from None
-    except subprocess.TimeoutExpired:
+    except proc.ProcessTimedOut:
         raise RegistryError(
             f"credential helper {program} did not answer within {_HELPER_TIMEOUT:.0f}s",
             hint="unlock its keychain or run it by hand to see what it waits for",
@@ -250,21 +244,14 @@ def password_from_command(command: str | Sequence[str], host: str) -> str:
     argv = command_argv(command)
     shown = _shown(argv)
     try:
-        done = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=_COMMAND_TIMEOUT,
-            check=False,
-        )
-    except FileNotFoundError:
+        done = proc.call(argv, timeout=_COMMAND_TIMEOUT)
+    except proc.ProgramNotFound:
         raise RegistryError(
             f"login command for {host} not found: {argv[0]}",
             hint=f"install {argv[0]} (its cloud's CLI) or fix registries.{host}.login.command "
             "in builds.yaml",
         ) from None
-    except subprocess.TimeoutExpired:
+    except proc.ProcessTimedOut:
         raise RegistryError(
             f"login command for {host} ({shown}) did not finish within {_COMMAND_TIMEOUT:.0f}s"
         ) from None

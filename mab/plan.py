@@ -226,33 +226,15 @@ def make_plan(
     ``MAB_DEFAULT_REGISTRY``; planning itself reads no environment).
     """
     cfg = project.config
-    names = list(cfg.targets)
-    for wanted in only_targets:
-        if wanted not in cfg.targets:
-            close = difflib.get_close_matches(wanted, names, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise UsageError(
-                f"no target '{wanted}' in {project.path}{hint} (targets: {', '.join(names)})"
-            )
-    platform_filter: set[Platform] = set()
-    for text in only_platforms:
-        try:
-            platform_filter.add(Platform.parse(text))
-        except PlatformValueError as exc:
-            raise UsageError(f"--platform: {exc}") from None
+    selected = selection(cfg, only_targets, only_platforms, project.path)
 
     registry = cfg.registry or default_registry
     context = context or TagContext.empty()
     base = project.base_dir
     contexts = tuple(sorted(cfg.base_images.items()))
     plans: list[TargetPlan] = []
-    for name, target in cfg.targets.items():
-        if only_targets and name not in only_targets:
-            continue
-        declared = _unique(Platform.parse(p) for p in (target.platforms or cfg.platforms))
-        chosen = tuple(p for p in declared if not platform_filter or p in platform_filter)
-        if not chosen:
-            continue
+    for name, declared, chosen in selected:
+        target = cfg.targets[name]
         version = _version(target, cfg, context)
         context_dir = (base / target.context).resolve()
         if target.template is not None:
@@ -288,9 +270,6 @@ def make_plan(
                 stage=target.stage,
             )
         )
-    if not plans:
-        wanted_p = ", ".join(sorted(str(p) for p in platform_filter)) or "any platform"
-        raise UsageError(f"nothing to build: no selected target declares {wanted_p}")
     return Plan(
         project_file=project.path,
         registry=registry,
@@ -305,6 +284,44 @@ def make_plan(
             for p in sorted({p for t in plans for p in t.platforms})
         ),
     )
+
+
+Selected = list[tuple[str, tuple[Platform, ...], tuple[Platform, ...]]]
+
+
+def selection(
+    config: BuildsConfig,
+    only_targets: Sequence[str] = (),
+    only_platforms: Sequence[str] = (),
+    source: Path | None = None,
+) -> Selected:
+    """(name, declared platforms, platforms to build) of each selected target that builds
+    something, in builds.yaml's order; unknown targets and platforms are UsageErrors."""
+    names = list(config.targets)
+    where = f" in {source}" if source else ""
+    for wanted in only_targets:
+        if wanted not in config.targets:
+            close = difflib.get_close_matches(wanted, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UsageError(f"no target '{wanted}'{where}{hint} (targets: {', '.join(names)})")
+    only: set[Platform] = set()
+    for text in only_platforms:
+        try:
+            only.add(Platform.parse(text))
+        except PlatformValueError as exc:
+            raise UsageError(f"--platform: {exc}") from None
+    chosen: Selected = []
+    for name, target in config.targets.items():
+        if only_targets and name not in only_targets:
+            continue
+        declared = _unique(Platform.parse(p) for p in (target.platforms or config.platforms))
+        kept = tuple(p for p in declared if not only or p in only)
+        if kept:
+            chosen.append((name, declared, kept))
+    if not chosen:
+        wanted = ", ".join(sorted(str(p) for p in only)) or "any platform"
+        raise UsageError(f"nothing to build: no selected target declares {wanted}")
+    return chosen
 
 
 def _rules(project: Project, name: str) -> tuple[Loc, Sequence[TagItem]]:

@@ -1,7 +1,8 @@
-"""The one place mab runs a program other than docker (docker goes through engine.py).
+"""The one place mab runs a program other than docker (docker goes through engine.py;
+the registry binary is started, detached, by localregistry.py/registryserver.py).
 
-Arguments are passed as a list (no shell). Output is captured and returned; a missing
-program or a non-zero exit becomes ``ProcessFailed`` for the caller to translate.
+Arguments are passed as a list (no shell). Output is captured. Secrets go in on stdin,
+never in the argument list.
 """
 
 from __future__ import annotations
@@ -18,16 +19,35 @@ class ProcessFailed(Exception):
         self.stderr = stderr
 
 
-def run(
+class ProgramNotFound(ProcessFailed):
+    """The program is not on PATH."""
+
+
+class ProcessTimedOut(ProcessFailed):
+    """The program did not finish in time (it was killed)."""
+
+
+def call(
     argv: Sequence[str],
     *,
     cwd: Path | None = None,
     stdin: str | None = None,
     timeout: float = 60.0,
-) -> str:
-    """Run *argv* and return its stdout. *stdin* is how secrets are passed, never argv."""
+) -> subprocess.CompletedProcess[str]:
+    """Run *argv*; its exit code is the caller's to judge. Without *stdin* the program
+    reads nothing (it never inherits mab's terminal)."""
     try:
-        done = subprocess.run(
+        if stdin is None:
+            return subprocess.run(
+                list(argv),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        return subprocess.run(
             list(argv),
             cwd=cwd,
             input=stdin,
@@ -37,9 +57,20 @@ def run(
             check=False,
         )
     except FileNotFoundError:
-        raise ProcessFailed(argv, None, f"{argv[0]} not found") from None
+        raise ProgramNotFound(argv, None, f"{argv[0]} not found") from None
     except subprocess.TimeoutExpired:
-        raise ProcessFailed(argv, None, f"timed out after {timeout:.0f}s") from None
+        raise ProcessTimedOut(argv, None, f"timed out after {timeout:.0f}s") from None
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    timeout: float = 60.0,
+) -> str:
+    """Run *argv* and return its stdout; a non-zero exit raises ProcessFailed."""
+    done = call(argv, cwd=cwd, stdin=stdin, timeout=timeout)
     if done.returncode != 0:
         raise ProcessFailed(argv, done.returncode, done.stderr)
     return done.stdout
