@@ -19,6 +19,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Discriminator,
     Field,
@@ -455,6 +456,11 @@ class TargetConfig(BaseModel):
         "else [latest].",
     )
     stage: str | None = Field(None, description="Build stage to stop at (--target).")
+    size_budget: ByteSize | None = Field(
+        None,
+        description="Largest compressed image size per platform, e.g. 50MiB or 20MB; a "
+        "bigger image fails the target before any tag is written.",
+    )
     labels: dict[str, ScalarStr] = Field(default_factory=dict, description="Image labels.")
     retention: Retention | None = Field(None, description="What mab clean keeps.")
 

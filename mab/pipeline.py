@@ -26,6 +26,7 @@ from mab.plan import Job, Plan, TargetPlan
 from mab.platforms import Platform
 from mab.publish import publish
 from mab.registry import INDEX_TYPES, RegistryClient, split_repository
+from mab.report import human_size
 from mab.results import JobStatus, PlatformResult, RunReport, TargetResult, TargetStatus
 from mab.verify import VerifiedIndex, verify_target
 
@@ -321,6 +322,16 @@ def publish_target(
             reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
         reporter.target_finished(result)
         return
+    try:  # sizes first: a size budget must be able to stop the publish
+        _fill_sizes(registry, target, result, None)
+    except MabError as exc:
+        reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
+    over = over_budget(target, result)
+    if over:
+        result.status = TargetStatus.FAILED
+        result.error = f"{over}; no tag was written or moved"
+        reporter.target_finished(result)
+        return
     images = [(r.platform, str(r.pushed_digest)) for r in result.platforms]
     try:
         published = publish(
@@ -340,10 +351,6 @@ def publish_target(
     result.tags = tuple(published.written)
     result.held = dict(published.held)
     result.status = TargetStatus.PUBLISHED
-    try:
-        _fill_sizes(registry, target, result, published.verified)
-    except MabError as exc:
-        reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
     reporter.target_finished(result)
 
 
@@ -417,6 +424,22 @@ def run_merge(
         publish_target(engine, full, result, reporter, registry)
     report.duration = clock() - started
     return report
+
+
+def over_budget(target: TargetPlan, result: TargetResult) -> str | None:
+    """Why *target* breaks its size budget, or None (also None when sizes are unknown)."""
+    if target.size_budget is None:
+        return None
+    over = [
+        f"{r.platform} is {human_size(r.compressed_size)}"
+        for r in result.platforms
+        if r.compressed_size is not None and r.compressed_size > target.size_budget
+    ]
+    if not over:
+        return None
+    return f"over the size budget of {human_size(target.size_budget)} (compressed): " + ", ".join(
+        over
+    )
 
 
 def _fill_sizes(

@@ -66,6 +66,7 @@ class TargetPlan:
     stage: str | None
     annotations: tuple[tuple[str, str], ...] = ()
     version: str | None = None
+    size_budget: int | None = None  # bytes, compressed, per platform image
 
     @property
     def tag_names(self) -> tuple[str, ...]:
@@ -267,6 +268,7 @@ def make_plan(
                 ),
                 annotations=tuple(sorted(labels.oci_annotations(name, context, version).items())),
                 version=version,
+                size_budget=int(target.size_budget) if target.size_budget else None,
                 stage=target.stage,
             )
         )

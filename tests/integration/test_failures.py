@@ -97,3 +97,19 @@ def test_default_registry_is_started_when_nothing_answers(tmp_path: Path) -> Non
         assert platforms_of(index) == ["linux/amd64", "linux/arm64"]
     finally:
         subprocess.run(["pkill", "-f", f"registry-{port}-config.yml"], check=False)
+
+
+def test_size_budget_stops_the_publish(tmp_path: Path, namespace: str) -> None:
+    path = make_project(tmp_path, namespace)
+    path.write_text(
+        path.read_text().replace(
+            "tags: ['1.0', latest]}", "tags: ['1.0', latest], size_budget: 100KB}"
+        )
+    )
+    result = run_mab("build", "-f", str(path), cwd=tmp_path, report=tmp_path / "r.json")
+    assert result.code == 1, result.output
+    assert "over the size budget of 97.7 KiB" in result.output  # busybox is ~1 MiB
+    assert crane("ls", f"{namespace}/ok", check=False).stdout.strip() == ""
+    assert result.report is not None
+    sizes = [p["compressed_size"] for p in result.report["targets"][0]["platforms"]]
+    assert all(size > 100_000 for size in sizes)

@@ -245,3 +245,17 @@ def test_promote_keeps_the_digest(write_config: Callable[[str], Path]) -> None:
         client=engine.registry,
     )
     assert other.refs == ("mirror.test/prod/app:1.0.0",) and other.digest_kept
+
+
+def test_size_budget_fails_the_target_before_any_tag(write_config: Callable[[str], Path]) -> None:
+    text = CONFIG.replace("good: {context: app,", "good: {context: app, size_budget: 100B,")
+    engine = FakeEngine()  # every fake image is 123 bytes compressed
+    report = run(make_plan(load_project(write_config(text))), engine)
+    good, bad = report.targets
+    assert good.status is TargetStatus.FAILED
+    assert "over the size budget of 100 B" in (good.error or "")
+    assert "linux/amd64 is 123 B" in (good.error or "")
+    assert "registry.test/demo/good" not in engine.store.tags
+    assert bad.status is TargetStatus.PUBLISHED  # the other target still publishes
+    roomy = CONFIG.replace("good: {context: app,", "good: {context: app, size_budget: 1KiB,")
+    assert run(make_plan(load_project(write_config(roomy))), FakeEngine()).ok
