@@ -25,6 +25,8 @@ from mab.ci_cli import ci_app
 from mab.config import DEFAULT_REGISTRY, Project, json_schema, load_project
 from mab.console import console, live_display
 from mab.errors import ConfigError, MabError
+from mab.init_cli import init as init_command
+from mab.lint_cli import lint as lint_command
 from mab.plan import Plan, make_plan
 from mab.registry_cli import clean, login, logout, registry_app
 from mab.results import RunReport
@@ -544,6 +546,10 @@ app.add_typer(registry_app, name="registry")
 
 app.add_typer(builders_app, name="builders")
 app.add_typer(ci_app, name="ci")
+
+# Project generator and Dockerfile checks (mab/init_cli.py, mab/lint_cli.py).
+app.command(name="init")(init_command)
+app.command(name="lint")(lint_command)
 
 
 def main() -> None:

