@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,6 +159,12 @@ def test_registry_faults_mid_publish_keep_old_tags_and_rerun_completes(
     assert digest(f"{repo}:1.0.0") == digest(f"{repo}:1.0") == old["1.0.0"]
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_promotion_keeps_the_digest(tmp_path: Path, namespace: str) -> None:
     path = project(tmp_path, namespace, "promo", "[{environment: {versioned: false}}]")
     assert run_mab("build", "-f", str(path), "--env", "staging").code == 0
@@ -171,5 +180,42 @@ def test_promotion_keeps_the_digest(tmp_path: Path, namespace: str) -> None:
     )
     assert result.code == 0, result.output
     assert digest(f"{other}/app:1.0.0") == staged
+    # into another registry: a second distribution registry on a free port
+    port = _free_port()
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    second = f"localhost:{port}"
+    try:
+        started = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from mab.localregistry import ensure; print(ensure({second!r}).started)",
+            ],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert started.stdout.strip() == "True"
+        result = run_mab(
+            "promote",
+            "app",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--to-registry",
+            f"{second}/prod",
+            "-f",
+            str(path),
+        )
+        assert result.code == 0, result.output
+        assert digest(f"{second}/prod/app:production") == staged
+        assert platforms_of(crane_json("manifest", f"{second}/prod/app:production")) == [
+            "linux/amd64",
+            "linux/arm64",
+        ]
+    finally:
+        subprocess.run(["pkill", "-f", f"registry-{port}-config.yml"], check=False)
     missing = run_mab("promote", "app", "--from", "nope", "--to", "x", "-f", str(path))
     assert missing.code == 1 and "manifest unknown" in missing.output
