@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from mab.cli_guard import fail as _fail
 from mab.config import BuilderConfig, load_project
 from mab.console import console
 from mab.errors import MabError
@@ -26,19 +27,11 @@ app = typer.Typer(
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="The builds.yaml to use.")]
 
 
-def _fail(error: MabError) -> None:
-    console.print(Text(f"error: {error}", style="bold red"))
-    if error.hint:
-        console.print(Text(error.hint, style="yellow"))
-    raise typer.Exit(error.exit_code)
-
-
 def _declared(file: Path) -> list[BuilderConfig]:
     try:
         return list(load_project(file).config.builders)
     except MabError as error:
         _fail(error)
-        raise
 
 
 @app.callback()
@@ -58,7 +51,6 @@ def builders(
         known = {b.name: b for b in Engine().builders()}
     except MabError as error:
         _fail(error)
-        raise
     rows: list[dict[str, Any]] = []
     names = [b.name for b in declared] or list(known)
     for name in names:

@@ -8,20 +8,18 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.text import Text
 
 from mab import ci
+from mab.cli_guard import guard as _guard
 from mab.config import DEFAULT_REGISTRY, Project, load_project
 from mab.console import console
 from mab.errors import UsageError
-
-T = TypeVar("T")
 
 ci_app = typer.Typer(
     name="ci",
@@ -49,12 +47,6 @@ TargetOpt = Annotated[
     typer.Option("--target", "-t", help="Only this target (repeatable).", show_default=False),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
-
-
-def _guard(debug: bool, action: Callable[[], T]) -> T:
-    from mab.cli import _guard as guard  # noqa: PLC0415 - mab.cli imports this module
-
-    return guard(debug, action)
 
 
 def repository_root(path: Path) -> Path:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -22,9 +20,9 @@ from rich.text import Text
 from mab import __version__, gitinfo
 from mab.builders_cli import app as builders_app
 from mab.ci_cli import ci_app
+from mab.cli_guard import guard as _guard
 from mab.config import DEFAULT_REGISTRY, Project, json_schema, load_project
 from mab.console import console, live_display
-from mab.errors import ConfigError, MabError
 from mab.init_cli import init as init_command
 from mab.lint_cli import lint as lint_command
 from mab.plan import Plan, make_plan
@@ -44,7 +42,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-T = TypeVar("T")
 
 FileOpt = Annotated[
     Path, typer.Option("--file", "-f", help="The builds.yaml to use.", show_default=True)
@@ -85,37 +82,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout inst
 ReportOpt = Annotated[
     Path | None, typer.Option("--report", help="Also write the results as JSON to this file.")
 ]
-
-
-def _fail(error: MabError, debug: bool) -> NoReturn:
-    if debug:
-        console.print(Text("".join(traceback.format_exception(error)), style="dim"))
-    if isinstance(error, ConfigError):
-        for issue in error.issues:
-            console.print(Text(f"error: {issue}", style="bold red"))
-    else:
-        console.print(Text(f"error: {error.message}", style="bold red"))
-    if error.hint:
-        console.print(Text(error.hint, style="yellow"))
-    raise typer.Exit(error.exit_code)
-
-
-def _guard(debug: bool, action: Callable[[], T]) -> T:
-    try:
-        return action()
-    except MabError as error:
-        _fail(error, debug)
-    except KeyboardInterrupt:
-        console.print(Text("interrupted: no tag was written for unfinished targets", style="red"))
-        raise typer.Exit(130) from None
-    except typer.Exit:
-        raise
-    except Exception as error:  # an mab bug or an unexpected engine answer
-        if debug:
-            console.print(Text("".join(traceback.format_exception(error)), style="dim"))
-        console.print(Text(f"internal error: {type(error).__name__}: {error}", style="bold red"))
-        console.print(Text("rerun with --debug for the traceback", style="yellow"))
-        raise typer.Exit(1) from None
 
 
 def _context(project: Project, version: str | None, env: str | None) -> TagContext:

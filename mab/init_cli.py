@@ -6,24 +6,16 @@ the files, never overwriting one without --force (exit 2 naming it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.text import Text
 
 from mab import init as generator
+from mab.cli_guard import guard as _guard
 from mab.console import console
 from mab.errors import UsageError
-
-T = TypeVar("T")
-
-
-def _guard(debug: bool, action: Callable[[], T]) -> T:
-    from mab.cli import _guard as guard  # noqa: PLC0415 - mab.cli imports this module
-
-    return guard(debug, action)
 
 
 def plan_files(

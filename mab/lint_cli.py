@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.text import Text
 
+from mab.cli_guard import guard as _guard
 from mab.console import console
 from mab.lint import Finding, hadolint_findings, hadolint_path, lint_dockerfile
-
-T = TypeVar("T")
-
-
-def _guard(debug: bool, action: Callable[[], T]) -> T:
-    from mab.cli import _guard as guard  # noqa: PLC0415 - mab.cli imports this module
-
-    return guard(debug, action)
 
 
 def _shown(path: Path) -> str:

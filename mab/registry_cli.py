@@ -13,15 +13,15 @@ import getpass
 import json
 import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from mab import credentials
+from mab.cli_guard import guard as _guard
 from mab.console import console
 from mab.errors import MabError, RegistryError, UsageError
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from mab.registryquery import ImageDetails, TagInfo
     from mab.retention import CleanupPlan
 
-T = TypeVar("T")
 DEFAULT_PORT = 5001  # mab.DEFAULT_PORT (imported lazily: it loads TLS code)
 
 registry_app = typer.Typer(
@@ -58,12 +57,6 @@ PasswordEnvOpt = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _guard(debug: bool, action: Callable[[], T]) -> T:
-    from mab.cli import _guard as guard  # noqa: PLC0415 - mab.cli imports this module
-
-    return guard(debug, action)
 
 
 def _json(data: Any) -> None:
