@@ -24,7 +24,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = "localhost:5000"
-MIRRORS = ("mirror/busybox:1.35", "mirror/golang:1.19-bookworm")
+MIRRORS = ("mirror/busybox:1.35", "mirror/golang:1.19-bookworm", "mirror/debian-cross:bookworm")
 
 
 def _missing() -> str | None:
