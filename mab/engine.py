@@ -99,7 +99,6 @@ class RemoteManifest:
     digest: str
     media_type: str
     manifests: tuple[Descriptor, ...]
-    layer_sizes: tuple[int, ...]
     annotations: Mapping[str, str]
 
     @property
@@ -356,33 +355,37 @@ class Engine:
             )
 
     def inspect(self, ref: str) -> RemoteManifest:
-        """Read what the registry serves for *ref* (``imagetools inspect``)."""
+        """Read what the registry serves for *ref* (``imagetools inspect``). buildx's JSON
+        ``.Manifest`` has the digest, media type, entries with their platforms and
+        annotations, and the index's annotations: one call answers everything checked."""
         cmd = self._docker.buildx.imagetools.docker_cmd
+        args = [*cmd, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"]
         with self._translate(f"cannot inspect {ref}", RegistryError):
-            raw = _retrying(lambda: self._docker.buildx.imagetools.inspect(ref))
-            args = [*cmd, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"]
             desc = json.loads(_retrying(lambda: _run(args, return_stderr=False)))
         manifests = tuple(
             Descriptor(
-                media_type=m.media_type or "",
-                digest=m.digest or "",
-                size=m.size or 0,
+                media_type=str(m.get("mediaType", "")),
+                digest=str(m.get("digest", "")),
+                size=int(m.get("size", 0)),
                 platform=(
-                    Platform.from_oci(m.platform.os, m.platform.architecture, m.platform.variant)
-                    if m.platform is not None
+                    Platform.from_oci(
+                        m["platform"].get("os"),
+                        m["platform"].get("architecture"),
+                        m["platform"].get("variant"),
+                    )
+                    if m.get("platform")
                     else None
                 ),
-                annotations=_annotations_of(desc, m.digest),
+                annotations=dict(m.get("annotations") or {}),
             )
-            for m in raw.manifests or []
+            for m in desc.get("manifests") or []
         )
         return RemoteManifest(
             ref=ref,
             digest=str(desc.get("digest", "")),
-            media_type=raw.media_type or str(desc.get("mediaType", "")),
+            media_type=str(desc.get("mediaType", "")),
             manifests=manifests,
-            layer_sizes=tuple(layer.size or 0 for layer in raw.layers or []),
-            annotations=dict(raw.annotations or {}),
+            annotations=dict(desc.get("annotations") or {}),
         )
 
 
@@ -409,19 +412,14 @@ def _retrying(
     raise AssertionError("unreachable")
 
 
-def _annotations_of(desc: Mapping[str, Any], digest: str | None) -> Mapping[str, str]:
-    """python-on-whales drops per-entry annotations; buildx's JSON descriptor keeps them."""
-    for entry in desc.get("manifests", []) or []:
-        if entry.get("digest") == digest:
-            return dict(entry.get("annotations") or {})
-    return {}
+REGISTRY_IMAGE = "registry:2"
 
 
 def run_registry_container(engine: Engine, port: int, data: Path) -> None:
     """Fallback for the embedded registry when no registry binary is installed."""
-    with engine._translate(f"cannot start registry:2 on port {port}", RegistryError):
+    with engine._translate(f"cannot start {REGISTRY_IMAGE} on port {port}", RegistryError):
         engine._docker.run(
-            "registry:2",
+            REGISTRY_IMAGE,
             detach=True,
             name=f"mab-registry-{port}",
             publish=[(f"127.0.0.1:{port}", 5000)],
@@ -461,7 +459,6 @@ def docker_logout(engine: Engine, server: str) -> None:
         engine._docker.logout(server)
 
 
-REGISTRY_IMAGE = "registry:2"
 REGISTRY_MOUNT = "/mab"
 
 

@@ -5,20 +5,20 @@ mab starts the CNCF distribution registry itself: the ``docker-registry``/``regi
 binary when one is installed, else the ``registry:2`` image through the engine. Its data
 stays in a folder mab names, so images survive a restart.
 
-This module is the one place in mab, apart from the engine adapter, that starts a process.
+It starts the registry through mab.proc, like every non-docker program mab runs.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from mab import proc
 from mab.errors import RegistryError
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
@@ -39,6 +39,11 @@ def local_port(host: str) -> int | None:
     if name not in LOCAL_HOSTS:
         return None
     return int(port) if port.isdigit() else 80
+
+
+def registry_binary() -> str | None:
+    """The CNCF distribution registry's binary (Debian names it docker-registry), if any."""
+    return shutil.which("docker-registry") or shutil.which("registry")
 
 
 def answers(host: str, timeout: float = 2.0) -> bool:
@@ -85,20 +90,13 @@ def ensure(
     if answers(host):
         return LocalRegistry(host, data, None, started=False, how="already running")
     data.mkdir(parents=True, exist_ok=True)
-    binary = shutil.which("docker-registry") or shutil.which("registry")
+    binary = registry_binary()
     log_file: Path | None = None
     if binary:
         config = data.parent / f"{data.name}-config.yml"
         config.write_text(_config(data, port), encoding="utf-8")
         log_file = data.parent / f"{data.name}.log"
-        with log_file.open("ab") as log:
-            subprocess.Popen(
-                [binary, "serve", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        proc.spawn_detached([binary, "serve", str(config)], log_file)
         how = f"{Path(binary).name} (config {config})"
     elif callable(start_container):
         start_container(port, data)

@@ -310,22 +310,15 @@ def publish_target(
         )
         reporter.target_finished(result)
         return
+    _try_fill_sizes(registry, target, result, reporter)  # first: a size budget can stop it
     if target.partial:
         result.status = TargetStatus.UNTAGGED
         result.error = (
             f"this run built {len(target.platforms)} of {len(target.declared_platforms)} "
             "declared platforms, so no tag was written (images are pushed by digest)"
         )
-        try:
-            _fill_sizes(registry, target, result, None)
-        except MabError as exc:
-            reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
         reporter.target_finished(result)
         return
-    try:  # sizes first: a size budget must be able to stop the publish
-        _fill_sizes(registry, target, result, None)
-    except MabError as exc:
-        reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
     over = over_budget(target, result)
     if over:
         result.status = TargetStatus.FAILED
@@ -369,10 +362,7 @@ def record_digests(
     else:
         result.status = TargetStatus.UNTAGGED
         result.error = "pushed by digest; `mab merge` writes the tags"
-        try:
-            _fill_sizes(registry, target, result, None)
-        except MabError as exc:
-            reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
+        _try_fill_sizes(registry, target, result, reporter)
     reporter.target_finished(result)
 
 
@@ -440,6 +430,19 @@ def over_budget(target: TargetPlan, result: TargetResult) -> str | None:
     return f"over the size budget of {human_size(target.size_budget)} (compressed): " + ", ".join(
         over
     )
+
+
+def _try_fill_sizes(
+    registry: Callable[..., RegistryClient],
+    target: TargetPlan,
+    result: TargetResult,
+    reporter: Reporter,
+) -> None:
+    """Sizes are for the report and the size budget: failing to read them is a warning."""
+    try:
+        _fill_sizes(registry, target, result, None)
+    except MabError as exc:
+        reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
 
 
 def _fill_sizes(

@@ -1,5 +1,5 @@
-"""The one place mab runs a program other than docker (docker goes through engine.py;
-the registry binary is started, detached, by localregistry.py/registryserver.py).
+"""The one place mab runs a program other than docker (docker goes through engine.py),
+in the foreground (``call``, ``run``) or detached for good (``spawn_detached``).
 
 Arguments are passed as a list (no shell). Output is captured. Secrets go in on stdin,
 never in the argument list.
@@ -74,3 +74,20 @@ def run(
     if done.returncode != 0:
         raise ProcessFailed(argv, done.returncode, done.stderr)
     return done.stdout
+
+
+def spawn_detached(argv: Sequence[str], log: Path) -> int:
+    """Start *argv* in its own session, outliving mab, with its output appended to *log*;
+    return its pid. For servers mab starts and leaves running (the local registry)."""
+    with log.open("ab") as out:
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise ProgramNotFound(argv, None, f"{argv[0]} not found") from None
+    return process.pid

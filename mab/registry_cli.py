@@ -11,7 +11,6 @@ import datetime
 import functools
 import getpass
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,6 +23,7 @@ from mab import credentials
 from mab.cli_guard import guard as _guard
 from mab.console import console
 from mab.errors import MabError, RegistryError, UsageError
+from mab.localregistry import registry_binary
 
 if TYPE_CHECKING:
     from mab import registryserver
@@ -192,7 +192,7 @@ def _container_hooks() -> dict[str, Any]:
 
 
 def _hooks_if_needed() -> dict[str, Any]:
-    if shutil.which("docker-registry") or shutil.which("registry"):
+    if registry_binary():
         return {}
     return _container_hooks()
 

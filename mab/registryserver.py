@@ -22,7 +22,6 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,8 +31,9 @@ from typing import Any
 import bcrypt
 import httpx
 
-from mab import registrytls
+from mab import proc, registrytls
 from mab.errors import RegistryError, UsageError
+from mab.localregistry import registry_binary
 
 DEFAULT_PORT = 5001
 _STATE = "state.json"
@@ -282,7 +282,7 @@ def up(
         started_at=time.time(),
     )
     generated = _write_auth(state, password)
-    binary = shutil.which("docker-registry") or shutil.which("registry")
+    binary = registry_binary()
     if not binary and start_container is None:
         raise RegistryError(
             "no registry binary is installed and no engine to run the registry image",
@@ -386,15 +386,7 @@ def _container_name(port: int) -> str:
 
 
 def _spawn(binary: str, state: ServerState) -> int:
-    with state.log.open("ab") as log:
-        process = subprocess.Popen(
-            [binary, "serve", str(state.config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    return process.pid
+    return proc.spawn_detached([binary, "serve", str(state.config)], state.log)
 
 
 def _wait_until_up(state: ServerState, wait: float) -> None:
@@ -514,14 +506,10 @@ def garbage_collect(
     try:
         if state.how == "binary":
             assert state.binary is not None
-            done = subprocess.run(
-                [state.binary, "garbage-collect", str(state.config)],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
+            try:
+                done = proc.call([state.binary, "garbage-collect", str(state.config)], timeout=600)
+            except proc.ProcessFailed as exc:
+                raise RegistryError(f"registry garbage-collect did not run: {exc}") from None
             output = done.stdout + done.stderr
             if done.returncode != 0:
                 raise RegistryError(

@@ -61,9 +61,7 @@ def check_index(
     the target's order); *digest*: the index they must resolve to, when known.
     """
     refs = list(same) if same is not None else list(manifests) or list(target.refs)
-    for ref in manifests:
-        check_manifest(target, ref, manifests.get(ref))
-    for ref in refs:
+    for ref in dict.fromkeys([*manifests, *refs]):  # each ref read, and each required, once
         check_manifest(target, ref, manifests.get(ref))
     digests = {ref: manifests[ref].digest for ref in refs}
     if len(set(digests.values())) != 1:

@@ -172,7 +172,6 @@ class FakeEngine:
             digest,
             media,
             entries,
-            tuple(layer["size"] for layer in doc.get("layers", [])),
             doc.get("annotations") or {},
         )
 

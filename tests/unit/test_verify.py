@@ -41,7 +41,7 @@ ANNOTATIONS = {
 
 
 def index(digest: str, *entries: Descriptor, media: str = INDEX) -> RemoteManifest:
-    return RemoteManifest("r", digest, media, tuple(entries), (), ANNOTATIONS)
+    return RemoteManifest("r", digest, media, tuple(entries), ANNOTATIONS)
 
 
 def test_passes_and_sets_attestations_aside(target: TargetPlan) -> None:
@@ -94,6 +94,6 @@ def test_expected_digest_and_annotations(target: TargetPlan) -> None:
     a = index("sha256:a", image("linux/amd64"), image("linux/arm64"))
     with pytest.raises(VerifyError, match="expected sha256:b"):
         check_index(target, {ref: a for ref in target.refs}, digest="sha256:b")
-    bare = RemoteManifest("r", "sha256:a", INDEX, a.manifests, (), {})
+    bare = RemoteManifest("r", "sha256:a", INDEX, a.manifests, {})
     with pytest.raises(VerifyError, match="annotations missing"):
         check_index(target, {ref: bare for ref in target.refs})
