@@ -24,6 +24,7 @@ import os
 import random
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,12 +64,6 @@ def is_plain_http(host: str) -> bool:
         return True
     insecure = os.environ.get("MAB_INSECURE_REGISTRIES", "")
     return host in {h.strip() for h in insecure.split(",") if h.strip()}
-
-
-def _docker_basic_auth(host: str) -> str | None:
-    """The base64 ``user:password`` docker stored for *host*, if any (never logged)."""
-    credential = credentials.lookup(host)
-    return credential.basic if credential and not credential.identity_token else None
 
 
 def _tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
@@ -519,16 +514,31 @@ class RegistryClient:
             for part in [document.get("config"), *document.get("layers", [])]:
                 if not part:
                     continue
-                if self.blob_exists(repo, part["digest"]):
-                    counts[1] += 1
-                else:
-                    self.upload_blob(repo, part["digest"], _blob_path(layout, part["digest"]))
-                    counts[0] += 1
+                with _blob_lock(self.host, repo, part["digest"]):
+                    if self.blob_exists(repo, part["digest"]):
+                        counts[1] += 1
+                    else:
+                        self.upload_blob(repo, part["digest"], _blob_path(layout, part["digest"]))
+                        counts[0] += 1
         written = self.put_manifest(repo, digest, data, media_type)
         if written != digest:
             raise RegistryError(
                 f"manifest digest mismatch: layout says {digest}, bytes are {written}"
             )
+
+
+_LOCKS_GUARD = threading.Lock()
+_BLOB_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+
+
+def _blob_lock(host: str, repo: str, digest: str) -> threading.Lock:
+    """One lock per blob and repository for this process. The platform images of a target
+    share base layers and are pushed in parallel; two concurrent uploads of one blob into
+    one repository make distribution 2.8 lose the repository's link to it ("manifest blob
+    unknown" on the next manifest PUT; seen here). The second uploader waits, then finds
+    the blob present and skips it."""
+    with _LOCKS_GUARD:
+        return _BLOB_LOCKS.setdefault((host, repo, digest), threading.Lock())
 
 
 def _blob_path(layout: Path, digest: str) -> Path:

@@ -238,3 +238,39 @@ def test_tag_list_follows_pagination() -> None:
         ]
     )
     assert client.list_tags("x") == ["a", "b", "c"]
+
+
+def test_parallel_pushes_of_shared_layers_upload_each_blob_once(tmp_path: Path) -> None:
+    """Two platform images sharing a layer, pushed at once (as mab's jobs do): the shared
+    blob is uploaded by one of them; the other waits and finds it present."""
+    import threading
+    import time
+
+    layout, _ = make_layout(tmp_path / "one")
+    second, _ = make_layout(tmp_path / "two")  # same blobs: a shared base
+    fake = FakeRegistry()
+    uploads: list[str] = []
+    original = fake.handler
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and request.url.path.startswith("/v2/upload/"):
+            uploads.append(request.url.params["digest"])
+        answer = original(request)
+        if request.method == "HEAD" and "/blobs/" in request.url.path:
+            time.sleep(0.1)  # room for the other push to ask too (it must wait instead)
+        return answer
+
+    fake.handler = counting  # type: ignore[method-assign]
+    results: list[object] = []
+
+    def push(path: Path) -> None:
+        with client_for(fake) as client:
+            results.append(client.push_layout(path, "team/app"))
+
+    threads = [threading.Thread(target=push, args=(p,)) for p in (layout, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2
+    assert sorted(uploads) == sorted(set(uploads)) and len(uploads) == 2  # config + layer, once
