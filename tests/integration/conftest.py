@@ -24,7 +24,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = "localhost:5000"
-MIRRORS = ("mirror/busybox:1.35", "mirror/golang:1.19-bookworm", "mirror/debian-cross:bookworm")
+MIRRORS = (
+    "mirror/busybox:1.35",
+    "mirror/golang:1.19-bookworm",
+    "mirror/debian-cross:bookworm",
+    "mirror/distroless-cc:debian12-nonroot",
+    "mirror/rust:1.63-bookworm",
+    "mirror/python:3.11-slim-bookworm",
+    "mirror/node:18-bookworm-slim",
+    "mirror/nginx-unprivileged:1.22",
+)
 
 
 def _missing() -> str | None:
