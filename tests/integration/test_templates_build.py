@@ -39,6 +39,7 @@ BASE_IMAGES = {
     "nginxinc/nginx-unprivileged:1.22-alpine": f"{REGISTRY}/mirror/nginx-unprivileged:1.22",
     "busybox:1.35": f"{REGISTRY}/mirror/busybox:1.35",
     "debian:bookworm": f"{REGISTRY}/mirror/debian-cross:bookworm",
+    "ghcr.io/astral-sh/uv:0.4": f"{REGISTRY}/mirror/uv:0.4",
 }
 
 
@@ -60,6 +61,19 @@ def _yarn(project: Path) -> None:
     (project / "yarn.lock").write_text("# yarn lockfile v1\n\n\n")
 
 
+def _uv(project: Path) -> None:
+    """The python sample as a uv project: pyproject.toml and the uv.lock uv 0.4 writes."""
+    (project / "requirements.txt").unlink()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "hello"\nversion = "0.1.0"\n'
+        'requires-python = ">=3.11"\ndependencies = []\n'
+    )
+    (project / "uv.lock").write_text(
+        'version = 1\nrequires-python = ">=3.11"\n\n[[package]]\nname = "hello"\n'
+        'version = "0.1.0"\nsource = { virtual = "." }\n'
+    )
+
+
 NODE_ARCH = {"x86_64": "x64", "aarch64": "arm64"}
 
 STACKS = (
@@ -78,6 +92,15 @@ STACKS = (
         {"python_version": "3.11"},
         "65532:65532",
         lambda m: f"hello from python 3.11.2 on {m}",
+    ),
+    Stack(
+        "python-uv",
+        "python",
+        "python",
+        {"python_version": "3.11"},
+        "65532:65532",
+        lambda m: f"hello from python 3.11.2 on {m}",
+        _uv,
     ),
     Stack(
         "node-npm",
@@ -182,7 +205,10 @@ def _serve_once(ref: str, platform: str) -> str:
 def test_init_template_builds_and_runs_on_both_platforms(
     init_build: InitBuild, stack: Stack
 ) -> None:
-    assert init_build.init_yaml[stack.name]["template"] == stack.template
+    written = init_build.init_yaml[stack.name]
+    assert written["template"] == stack.template
+    if stack.name in ("python-uv", "node-yarn"):  # picked from the lock file
+        assert written["vars"]["package_manager"] == stack.name.split("-")[1]
     assert init_build.result.code == 0, init_build.result.output
     ref = f"{init_build.registry}/{stack.name}:1.0"
     assert platforms_of(crane_json("manifest", ref)) == sorted(PLATFORMS)
