@@ -159,6 +159,17 @@ def _first_error_line(text: str | None) -> str:
     return lines[-1] if lines else "no output"
 
 
+def _checks_unavailable(stderr: str) -> str:
+    if "frontend.lint" in stderr:
+        return (
+            "buildx build checks unavailable: this builder's Dockerfile frontend has none "
+            "(they need Dockerfile 1.8+, in BuildKit 0.15+ / Docker Engine 27+; buildx could "
+            "not fetch the docker/dockerfile image instead)"
+        )
+    reason = _first_error_line(stderr).removeprefix("ERROR: ")
+    return f"buildx build checks unavailable: {reason}"
+
+
 class Engine:
     """Docker engine + buildx, driven through python-on-whales."""
 
@@ -331,6 +342,51 @@ class Engine:
                 raise BuildError(
                     f"build of {request.platform} finished but buildx wrote no image digest"
                 ) from exc
+
+    # --- build checks (buildx --call=check) -----------------------------------------------
+
+    def build_checks(
+        self,
+        dockerfile: Path,
+        context: Path,
+        build_args: Mapping[str, str] | None = None,
+        build_contexts: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """BuildKit's own Dockerfile checks (``buildx build --call=check,format=json``):
+        its JSON, ``{"warnings": [{"ruleName", "description", "url", "detail",
+        "location": {"ranges": [{"start": {"line"}}]}}], ...}``. Nothing is built.
+
+        Raises EngineError when the builder cannot run them: the checks need the Dockerfile
+        frontend 1.8 or newer; an older BuildKit (dockerd 26's, for one) makes buildx
+        fetch ``docker/dockerfile`` from Docker Hub, which fails offline.
+        """
+        args = [
+            *self._docker.buildx.docker_cmd,
+            "buildx",
+            "build",
+            "--call=check,format=json",
+            "--progress=quiet",
+            "--file",
+            str(dockerfile),
+        ]
+        for key, value in (build_args or {}).items():
+            args += ["--build-arg", f"{key}={value}"]
+        for key, value in (build_contexts or {}).items():
+            args += ["--build-context", f"{key}={value}"]
+        args.append(str(context))
+        try:
+            out = _run(args, return_stderr=False)
+        except DockerException as exc:
+            out = exc.stdout or ""  # exit 1 with the JSON on stdout: warnings were found
+            if not out.lstrip().startswith("{"):
+                raise EngineError(_checks_unavailable(exc.stderr or "")) from exc
+        except ClientNotFoundError as exc:
+            raise EngineError("buildx build checks unavailable: no docker CLI") from exc
+        try:
+            data: dict[str, Any] = json.loads(out)
+        except ValueError as exc:
+            raise EngineError("buildx build checks wrote no JSON") from exc
+        return data
 
     # --- registry side, through buildx imagetools ----------------------------------------
 

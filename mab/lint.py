@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Severity = Literal["error", "warning", "info"]
 
@@ -495,3 +495,28 @@ def hadolint_findings(text: str, file: str, program: str) -> list[Finding]:
         )
         for item in items
     ]
+
+
+# --- buildx build checks ------------------------------------------------------------------
+
+
+def buildx_findings(data: dict[str, Any], file: str) -> list[Finding]:
+    """BuildKit's check warnings (``buildx build --call=check,format=json``) as findings,
+    with BuildKit's rule names and documentation links."""
+    out: list[Finding] = []
+    for warning in data.get("warnings") or []:
+        ranges = (warning.get("location") or {}).get("ranges") or [{}]
+        line = int((ranges[0].get("start") or {}).get("line") or 1)
+        rule = str(warning.get("ruleName", "buildx"))
+        url = str(warning.get("url") or f"https://docs.docker.com/go/dockerfile/rule/{rule}/")
+        out.append(
+            Finding(
+                rule,
+                "warning",
+                file,
+                line,
+                str(warning.get("detail") or warning.get("description") or rule),
+                f"{warning.get('description', '')} (see {url})".lstrip(),
+            )
+        )
+    return out

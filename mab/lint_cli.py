@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
 from mab.cli_guard import guard as _guard
 from mab.console import console
-from mab.lint import Finding, hadolint_findings, hadolint_path, lint_dockerfile
+from mab.errors import EngineError
+from mab.lint import (
+    Finding,
+    buildx_findings,
+    hadolint_findings,
+    hadolint_path,
+    lint_dockerfile,
+)
+from mab.plan import TargetPlan
 
 
 def _shown(path: Path) -> str:
@@ -26,16 +36,24 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+@dataclass
+class Collected:
+    findings: list[Finding]
+    ran_hadolint: bool
+    buildx: str  # "ran", "off", or why BuildKit's checks could not run
+
+
 def collect(
-    file: Path, targets: list[str] | None, use_hadolint: bool
-) -> tuple[list[Finding], bool]:
-    """Findings for the selected targets, and whether hadolint ran."""
+    file: Path, targets: list[str] | None, use_hadolint: bool, use_buildx: bool = False
+) -> Collected:
+    """Findings for the selected targets: mab's rules, hadolint's, BuildKit's."""
     from mab.cli import _load  # noqa: PLC0415 - mab.cli imports this module
     from mab.render import render_target  # noqa: PLC0415 - jinja only when linting
 
     _, plan = _load(file, targets, None)
     program = hadolint_path() if use_hadolint else None
     findings: list[Finding] = []
+    buildx = "ran" if use_buildx else "off"
     for target in plan.targets:
         rendered = render_target(target)
         if rendered is not None:
@@ -48,13 +66,35 @@ def collect(
         findings += lint_dockerfile(text, name, multi_platform=multi)
         if program is not None:
             findings += hadolint_findings(text, name, program)
-    return findings, program is not None
+        if buildx == "ran":
+            try:
+                findings += buildx_findings(_buildx_checks(target, rendered), name)
+            except EngineError as exc:
+                buildx = exc.message  # the same for every target: stop asking
+    findings.sort(key=lambda f: (f.file, f.line, f.rule))
+    return Collected(findings, program is not None, buildx)
+
+
+def _buildx_checks(target: TargetPlan, rendered: str | None) -> dict[str, Any]:
+    """Run BuildKit's checks on the target's Dockerfile (a rendered one via a temp file)."""
+    from mab.engine import Engine  # noqa: PLC0415 - python-on-whales only when asked
+
+    engine = Engine()
+    contexts = dict(target.build_contexts)
+    if rendered is None:
+        return engine.build_checks(
+            target.source.path, target.context, dict(target.build_args), contexts
+        )
+    with tempfile.TemporaryDirectory(prefix="mab-lint-") as tmp:
+        path = Path(tmp) / "Dockerfile"
+        path.write_text(rendered, encoding="utf-8")
+        return engine.build_checks(path, target.context, dict(target.build_args), contexts)
 
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 
-def lint(
+def lint(  # noqa: PLR0917 - typer options
     file: Annotated[
         Path, typer.Option("--file", "-f", help="The builds.yaml to use.", show_default=True)
     ] = Path("builds.yaml"),
@@ -68,17 +108,29 @@ def lint(
     no_hadolint: Annotated[
         bool, typer.Option("--no-hadolint", help="Do not run hadolint even when installed.")
     ] = False,
+    buildx_checks: Annotated[
+        bool,
+        typer.Option(
+            "--buildx-checks/--no-buildx-checks",
+            help="Also run BuildKit's own checks (docker buildx build --call=check; needs "
+            "the engine, and the Dockerfile frontend 1.8+, i.e. Docker Engine 27+). When "
+            "the builder cannot run them, a note says why and linting goes on.",
+        ),
+    ] = True,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     """Check every target's Dockerfile (templates rendered) for multi-arch build mistakes:
     apt layers, unpinned bases, root final stage, secrets in ARG/ENV, copy order,
-    emulated compiles; plus hadolint's findings when hadolint is installed.
+    emulated compiles; plus hadolint's findings when hadolint is installed, and
+    BuildKit's build checks when the builder supports them.
     Exit 1 when any finding is an error."""
-    findings, ran_hadolint = _guard(debug, lambda: collect(file, target, not no_hadolint))
+    done = _guard(debug, lambda: collect(file, target, not no_hadolint, buildx_checks))
+    findings, ran_hadolint = done.findings, done.ran_hadolint
     errors = sum(1 for f in findings if f.severity == "error")
     if as_json:
         data = {
             "hadolint": ran_hadolint,
+            "buildx_checks": done.buildx,
             "errors": errors,
             "findings": [f.to_dict() for f in findings],
         }
@@ -99,6 +151,8 @@ def lint(
                     style="dim",
                 )
             )
+        if done.buildx not in ("ran", "off"):
+            console.print(Text(f"{done.buildx}: BuildKit's checks skipped", style="dim"))
         summary = f"{len(findings)} findings, {errors} errors" if findings else "no findings"
         console.print(Text(summary, style="bold red" if errors else "green"))
     if errors:

@@ -13,6 +13,7 @@ base_images maps the official names the templates use to them):
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -169,8 +170,12 @@ def init_build(tmp_path_factory: pytest.TempPathFactory) -> InitBuild:
             }
         )
     )
-    lint = run_mab("lint", "--no-hadolint", cwd=root)
+    lint = run_mab("lint", "--no-hadolint", "--json", cwd=root)
     assert lint.code == 0, lint.output
+    checks = json.loads(lint.stdout)["buildx_checks"]
+    # BuildKit's own checks need Dockerfile frontend 1.8+; dockerd 26's BuildKit has none
+    # and Docker Hub (for docker/dockerfile:1.8) is out of reach: lint says so and goes on.
+    assert checks == "ran" or "frontend has none" in checks, checks
     return InitBuild(run_mab("build", cwd=root, report=root / "r.json"), registry, written, root)
 
 

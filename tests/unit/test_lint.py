@@ -9,7 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from mab.cli import app
-from mab.lint import RULES, hadolint_findings, hadolint_path, lint_dockerfile, parse, stages
+from mab.lint import (
+    RULES,
+    buildx_findings,
+    hadolint_findings,
+    hadolint_path,
+    lint_dockerfile,
+    parse,
+    stages,
+)
 
 runner = CliRunner()
 
@@ -208,3 +216,27 @@ def test_root_builds_yaml_lints_clean() -> None:
 def test_install_without_update() -> None:
     text = "FROM debian:12\nRUN apt-get install -y curl && rm -rf /var/lib/apt/lists/*\nUSER 1\n"
     assert [(f.rule, f.line) for f in lint_dockerfile(text, "x")] == [("MAB001", 2)]
+
+
+def test_buildx_check_warnings_become_findings_with_line_and_link() -> None:
+    """The JSON of `buildx build --call=check,format=json` (BuildKit's lint.LintResults)."""
+    data = {
+        "warnings": [
+            {
+                "ruleName": "FromAsCasing",
+                "description": "The 'as' keyword should match the case of the 'from' keyword",
+                "url": "https://docs.docker.com/go/dockerfile/rule/from-as-casing/",
+                "detail": "'as' and 'FROM' keywords' casing do not match",
+                "location": {"ranges": [{"start": {"line": 3}, "end": {"line": 3}}]},
+            },
+            {"ruleName": "JSONArgsRecommended", "location": {}},
+        ],
+        "sources": [],
+    }
+    first, second = buildx_findings(data, "Dockerfile")
+    assert (first.rule, first.severity, first.line) == ("FromAsCasing", "warning", 3)
+    assert first.message == "'as' and 'FROM' keywords' casing do not match"
+    assert "from-as-casing" in first.fix
+    assert (second.rule, second.line) == ("JSONArgsRecommended", 1)
+    assert "docs.docker.com/go/dockerfile/rule/JSONArgsRecommended" in second.fix
+    assert buildx_findings({"warnings": None}, "Dockerfile") == []
