@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mab import proc
+
 Severity = Literal["error", "warning", "info"]
 
 
@@ -461,16 +463,12 @@ _LEVELS: dict[str, Severity] = {"error": "error", "warning": "warning"}
 
 def hadolint_findings(text: str, file: str, program: str) -> list[Finding]:
     """hadolint's findings for one Dockerfile's text, with hadolint's own rule ids."""
-    proc = subprocess.run(
-        [program, "--no-fail", "--format", "json", "-"],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
     try:
-        items = json.loads(proc.stdout or "[]")
+        done = proc.call([program, "--no-fail", "--format", "json", "-"], stdin=text)
+    except proc.ProcessFailed as exc:  # not found, or timed out
+        done = subprocess.CompletedProcess([program], 1, "", str(exc))
+    try:
+        items = json.loads(done.stdout or "[]")
     except json.JSONDecodeError:
         return [
             Finding(
@@ -478,7 +476,7 @@ def hadolint_findings(text: str, file: str, program: str) -> list[Finding]:
                 "warning",
                 file,
                 1,
-                f"hadolint failed: {(proc.stderr or proc.stdout).strip()[:200]}",
+                f"hadolint failed: {(done.stderr or done.stdout).strip()[:200]}",
                 "run hadolint on the file to see why",
             )
         ]

@@ -26,10 +26,11 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from mab import proc
 
 if TYPE_CHECKING:  # cryptography loads in ~60 ms: only when certificates are made
     from cryptography import x509
@@ -245,13 +246,8 @@ def remove_trust(port: int, names: tuple[str, ...]) -> None:
 
 
 def _update_system_store() -> None:
-    subprocess.run(
-        ["update-ca-certificates"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    with contextlib.suppress(proc.ProcessFailed):  # best effort: docker uses certs.d
+        proc.call(["update-ca-certificates"], timeout=120)
 
 
 def ca_file_for(host: str) -> Path | None:
