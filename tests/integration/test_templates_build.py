@@ -3,11 +3,11 @@
 Every template, against the mirror bases scripts/make-mirrors makes (builds.yaml's
 base_images maps the official names the templates use to them):
 
-- rust, python (pip), node (npm and yarn), static (nginx) and cpp (dynamically linked, in
-  the distroless-cc runtime): each sample project in examples/ gets its builds.yaml from
+- go, rust, python (pip and uv), node (npm and yarn), static (nginx) and cpp (dynamically
+  linked, in the distroless-cc runtime): each sample project in examples/ gets its builds.yaml from
   `mab init`, then all of them are built in one `mab build` for linux/amd64 and
   linux/arm64, and each image runs its smoke command on both CPUs;
-- go: the demo's greeter (tests/integration/test_demo.py);
+- go also as the demo's greeter, for three CPUs (tests/integration/test_demo.py);
 - static with busybox httpd, and cpp linked statically for three CPUs: the tests below.
 """
 
@@ -41,6 +41,7 @@ BASE_IMAGES = {
     "busybox:1.35": f"{REGISTRY}/mirror/busybox:1.35",
     "debian:bookworm": f"{REGISTRY}/mirror/debian-cross:bookworm",
     "ghcr.io/astral-sh/uv:0.4": f"{REGISTRY}/mirror/uv:0.4",
+    "golang:1.19-bookworm": f"{REGISTRY}/mirror/golang:1.19-bookworm",
 }
 
 
@@ -76,8 +77,17 @@ def _uv(project: Path) -> None:
 
 
 NODE_ARCH = {"x86_64": "x64", "aarch64": "arm64"}
+GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 STACKS = (
+    Stack(
+        "go",
+        "greeter",
+        "go",
+        {},  # mab init reads go_version 1.19 from go.mod, which the mirror has
+        "65532:65532",
+        lambda m: f"hello, world, from linux/{GO_ARCH[m]}",
+    ),
     Stack(
         "rust",
         "rust",
@@ -246,7 +256,7 @@ def test_init_template_images_are_small_and_say_what_they_are(init_build: InitBu
         for p in t["platforms"]
     }
     # Compiled stacks ship one binary on a distroless runtime: a few MiB, not hundreds.
-    for name in ("rust", "cpp-dynamic"):
+    for name in ("go", "rust", "cpp-dynamic"):
         for platform in PLATFORMS:
             assert sizes[(name, platform)] < 8 * 2**20, (name, platform, sizes)
     for stack in STACKS:
