@@ -387,6 +387,11 @@ class RegistryClient:
             content=data,
             headers={"Content-Type": media_type},
         )
+        if response.status_code == 400 and "MANIFEST_BLOB_UNKNOWN" in response.text:
+            raise ManifestBlobUnknown(
+                f"registry {self.host}: writing manifest {reference[:19]} failed: it does "
+                f"not know a blob the manifest names{_error_detail(response)}"
+            )
         self._check(response, f"writing manifest {reference[:19]}")
         return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -510,21 +515,36 @@ class RegistryClient:
         if media_type in INDEX_TYPES:
             for child in document.get("manifests", []):
                 self._push_descriptor(layout, repo, child, counts)
-        else:
-            for part in [document.get("config"), *document.get("layers", [])]:
-                if not part:
-                    continue
+        parts = [p for p in [document.get("config"), *document.get("layers", [])] if p]
+        for part in parts:
+            with _blob_lock(self.host, repo, part["digest"]):
+                if self.blob_exists(repo, part["digest"]):
+                    counts[1] += 1
+                else:
+                    self.upload_blob(repo, part["digest"], _blob_path(layout, part["digest"]))
+                    counts[0] += 1
+        try:
+            written = self.put_manifest(repo, digest, data, media_type)
+        except ManifestBlobUnknown:
+            if not parts:  # an index: its child manifests were just written
+                raise
+            # Another uploader of the same blob at the same moment (a CI job on another
+            # machine) can leave the registry with the blob but without this repository's
+            # link to it, so HEAD said "present" while the manifest PUT says "unknown".
+            # Upload every part again, unconditionally, and try once more.
+            for part in parts:
                 with _blob_lock(self.host, repo, part["digest"]):
-                    if self.blob_exists(repo, part["digest"]):
-                        counts[1] += 1
-                    else:
-                        self.upload_blob(repo, part["digest"], _blob_path(layout, part["digest"]))
-                        counts[0] += 1
-        written = self.put_manifest(repo, digest, data, media_type)
+                    self.upload_blob(repo, part["digest"], _blob_path(layout, part["digest"]))
+                    counts[0] += 1
+            written = self.put_manifest(repo, digest, data, media_type)
         if written != digest:
             raise RegistryError(
                 f"manifest digest mismatch: layout says {digest}, bytes are {written}"
             )
+
+
+class ManifestBlobUnknown(RegistryError):
+    """A manifest PUT refused with MANIFEST_BLOB_UNKNOWN."""
 
 
 _LOCKS_GUARD = threading.Lock()

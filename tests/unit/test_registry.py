@@ -274,3 +274,50 @@ def test_parallel_pushes_of_shared_layers_upload_each_blob_once(tmp_path: Path) 
         t.join()
     assert len(results) == 2
     assert sorted(uploads) == sorted(set(uploads)) and len(uploads) == 2  # config + layer, once
+
+
+def test_manifest_blob_unknown_reuploads_every_blob_and_retries_once(tmp_path: Path) -> None:
+    """The registry says it has the blobs (HEAD 200) but refuses the manifest with
+    MANIFEST_BLOB_UNKNOWN: the repository lost its links, as concurrent uploads from
+    another machine can cause. The client uploads every blob again and writes the
+    manifest once more."""
+    layout, digest = make_layout(tmp_path)
+    fake = FakeRegistry()
+    original = fake.handler
+    refused: list[str] = []
+    uploads: list[str] = []
+
+    def lying(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "HEAD" and "/blobs/" in path:
+            return httpx.Response(200)  # "present", though never uploaded
+        if request.method == "PUT" and path.startswith("/v2/upload/"):
+            uploads.append(request.url.params["digest"])
+        if request.method == "PUT" and "/manifests/" in path and not refused:
+            refused.append(path)
+            return httpx.Response(
+                400, json={"errors": [{"code": "MANIFEST_BLOB_UNKNOWN", "message": "x"}]}
+            )
+        return original(request)
+
+    fake.handler = lying  # type: ignore[method-assign]
+    with client_for(fake) as client:
+        pushed = client.push_layout(layout, "team/app")
+    assert pushed.digest == digest
+    assert len(refused) == 1 and len(uploads) == 2  # config + layer, sent after the refusal
+    assert set(uploads) <= set(fake.blobs) and digest in fake.manifests
+
+
+def test_manifest_blob_unknown_twice_is_an_error_naming_it(tmp_path: Path) -> None:
+    layout, _ = make_layout(tmp_path)
+    fake = FakeRegistry()
+    original = fake.handler
+
+    def refusing(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and "/manifests/" in request.url.path:
+            return httpx.Response(400, json={"errors": [{"code": "MANIFEST_BLOB_UNKNOWN"}]})
+        return original(request)
+
+    fake.handler = refusing  # type: ignore[method-assign]
+    with client_for(fake) as client, pytest.raises(RegistryError, match="not know a blob"):
+        client.push_layout(layout, "team/app")
