@@ -281,15 +281,12 @@ WORKDIR /usr/src/app
 RUN make -j"$(nproc)"
 CMD ["./{binary}"]
 """,
-    # The stand-in for python:3.11-slim has no system pip (Debian's python3, and Debian
-    # disables ensurepip for it): pip runs from the wheel Debian ships, and is not left in
-    # the image (the official image would carry its own pip in the base).
+    # pip into the system interpreter, as the official image allows (so does the mirror)
     "python": """\
 FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY . .
-RUN python /usr/share/python-wheels/pip-23.0.1-py3-none-any.whl/pip install \\
-    --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir -r requirements.txt
 CMD ["python", "app.py"]
 """,
     "node": """\
@@ -311,7 +308,7 @@ STEP = {
     "go": re.compile(r"RUN .*go build"),
     "rust": re.compile(r"RUN .*cargo (build|install)"),
     "cpp": re.compile(r"RUN .*make -j"),
-    "python": re.compile(r"RUN .*pip install"),
+    "python": re.compile(r"RUN .*pip .*install"),
     "node": re.compile(r"RUN .*npm (ci|install)"),
 }
 
