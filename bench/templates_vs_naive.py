@@ -152,22 +152,23 @@ def debian_mirror() -> str:
     return sh("bash", "-c", f'. "{lib}" && mab_debian_mirror').stdout.strip()
 
 
-def minbase_rootfs(name: str, packages: str) -> Callable[[str], Path]:
-    """A `mmdebstrap --variant=minbase` rootfs: package scripts run (under QEMU if foreign)."""
-
+def _rootfs(
+    tar_name: str, packages: str, variant: str, extra: tuple[str, ...]
+) -> Callable[[str], Path]:
     def make(arch: str) -> Path:
-        # golang-1.19-bookworm-amd64.tar is also scripts/make-mirrors' tarball (same recipe)
-        tar = CACHE / f"{name}-{arch}.tar"
+        tar = CACHE / f"{tar_name}-{arch}.tar"
         if not tar.exists():
-            note(f"making the {arch} {name} rootfs (mmdebstrap minbase; minutes under QEMU)")
+            how = "minutes under QEMU" if variant == "minbase" else "no QEMU"
+            note(f"making the {arch} {tar_name} rootfs (mmdebstrap {variant}; {how})")
             tmp = tar.with_name(tar.name + ".tmp")
             sh(
                 "mmdebstrap",
-                "--variant=minbase",
+                f"--variant={variant}",
                 f"--architectures={arch}",
                 "--format=tar",
                 f"--include={packages}",
                 "--aptopt=Acquire::Check-Valid-Until false",
+                *extra,
                 "bookworm",
                 str(tmp),
                 debian_mirror(),
@@ -176,34 +177,18 @@ def minbase_rootfs(name: str, packages: str) -> Callable[[str], Path]:
         return tar
 
     return make
+
+
+def minbase_rootfs(name: str, packages: str) -> Callable[[str], Path]:
+    """A `mmdebstrap --variant=minbase` rootfs: package scripts run (under QEMU if foreign).
+    golang-1.19-bookworm-amd64.tar is also scripts/make-mirrors' tarball (same recipe)."""
+    return _rootfs(name, packages, "minbase", ())
 
 
 def extract_rootfs(name: str, packages: str) -> Callable[[str], Path]:
     """A `mmdebstrap --variant=extract` rootfs: packages unpacked only, no QEMU needed."""
-
-    def make(arch: str) -> Path:
-        tar = CACHE / f"bench-{name}-{arch}.tar"
-        if not tar.exists():
-            note(f"making the {arch} {name} rootfs (mmdebstrap extract, no QEMU)")
-            tmp = tar.with_name(tar.name + ".tmp")
-            sh(
-                "mmdebstrap",
-                "--variant=extract",
-                f"--architectures={arch}",
-                "--format=tar",
-                f"--include={packages}",
-                "--aptopt=Acquire::Check-Valid-Until false",
-                "--skip=check/qemu",
-                "--skip=output/dev",
-                f"--extract-hook={EXTRACT_FIXUP}",
-                "bookworm",
-                str(tmp),
-                debian_mirror(),
-            )
-            tmp.rename(tar)
-        return tar
-
-    return make
+    extra = ("--skip=check/qemu", "--skip=output/dev", f"--extract-hook={EXTRACT_FIXUP}")
+    return _rootfs(f"bench-{name}", packages, "extract", extra)
 
 
 BENCH_BASES = (
