@@ -63,15 +63,15 @@ def collect(
             text = target.source.path.read_text(encoding="utf-8")
             name = _shown(target.source.path)
         multi = len(target.declared_platforms) > 1
-        findings += lint_dockerfile(text, name, multi_platform=multi)
+        found = lint_dockerfile(text, name, multi_platform=multi)
         if program is not None:
-            findings += hadolint_findings(text, name, program)
+            found += hadolint_findings(text, name, program)
         if buildx == "ran":
             try:
-                findings += buildx_findings(_buildx_checks(target, rendered), name)
+                found += buildx_findings(_buildx_checks(target, rendered), name)
             except EngineError as exc:
                 buildx = exc.message  # the same for every target: stop asking
-    findings.sort(key=lambda f: (f.file, f.line, f.rule))
+        findings += sorted(found, key=lambda f: f.line)  # targets in builds.yaml's order
     return Collected(findings, program is not None, buildx)
 
 
@@ -79,16 +79,14 @@ def _buildx_checks(target: TargetPlan, rendered: str | None) -> dict[str, Any]:
     """Run BuildKit's checks on the target's Dockerfile (a rendered one via a temp file)."""
     from mab.engine import Engine  # noqa: PLC0415 - python-on-whales only when asked
 
-    engine = Engine()
-    contexts = dict(target.build_contexts)
-    if rendered is None:
-        return engine.build_checks(
-            target.source.path, target.context, dict(target.build_args), contexts
-        )
     with tempfile.TemporaryDirectory(prefix="mab-lint-") as tmp:
-        path = Path(tmp) / "Dockerfile"
-        path.write_text(rendered, encoding="utf-8")
-        return engine.build_checks(path, target.context, dict(target.build_args), contexts)
+        path = target.source.path
+        if rendered is not None:
+            path = Path(tmp) / "Dockerfile"
+            path.write_text(rendered, encoding="utf-8")
+        return Engine().build_checks(
+            path, target.context, dict(target.build_args), dict(target.build_contexts)
+        )
 
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
