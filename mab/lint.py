@@ -12,7 +12,6 @@ import json
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -461,25 +460,29 @@ def hadolint_path() -> str | None:
 _LEVELS: dict[str, Severity] = {"error": "error", "warning": "warning"}
 
 
+def _hadolint_failed(file: str, reason: str) -> list[Finding]:
+    return [
+        Finding(
+            "hadolint",
+            "warning",
+            file,
+            1,
+            f"hadolint failed: {reason.strip()[:200]}",
+            "run hadolint on the file to see why",
+        )
+    ]
+
+
 def hadolint_findings(text: str, file: str, program: str) -> list[Finding]:
     """hadolint's findings for one Dockerfile's text, with hadolint's own rule ids."""
     try:
         done = proc.call([program, "--no-fail", "--format", "json", "-"], stdin=text)
     except proc.ProcessFailed as exc:  # not found, or timed out
-        done = subprocess.CompletedProcess([program], 1, "", str(exc))
+        return _hadolint_failed(file, str(exc))
     try:
         items = json.loads(done.stdout or "[]")
     except json.JSONDecodeError:
-        return [
-            Finding(
-                "hadolint",
-                "warning",
-                file,
-                1,
-                f"hadolint failed: {(done.stderr or done.stdout).strip()[:200]}",
-                "run hadolint on the file to see why",
-            )
-        ]
+        return _hadolint_failed(file, done.stderr or done.stdout)
     return [
         Finding(
             str(item.get("code", "hadolint")),

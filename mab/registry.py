@@ -517,12 +517,7 @@ class RegistryClient:
                 self._push_descriptor(layout, repo, child, counts)
         parts = [p for p in [document.get("config"), *document.get("layers", [])] if p]
         for part in parts:
-            with _blob_lock(self.host, repo, part["digest"]):
-                if self.blob_exists(repo, part["digest"]):
-                    counts[1] += 1
-                else:
-                    self.upload_blob(repo, part["digest"], _blob_path(layout, part["digest"]))
-                    counts[0] += 1
+            self._send_blob(layout, repo, str(part["digest"]), counts, force=False)
         try:
             written = self.put_manifest(repo, digest, data, media_type)
         except ManifestBlobUnknown:
@@ -533,14 +528,24 @@ class RegistryClient:
             # link to it, so HEAD said "present" while the manifest PUT says "unknown".
             # Upload every part again, unconditionally, and try once more.
             for part in parts:
-                with _blob_lock(self.host, repo, part["digest"]):
-                    self.upload_blob(repo, part["digest"], _blob_path(layout, part["digest"]))
-                    counts[0] += 1
+                self._send_blob(layout, repo, str(part["digest"]), counts, force=True)
             written = self.put_manifest(repo, digest, data, media_type)
         if written != digest:
             raise RegistryError(
                 f"manifest digest mismatch: layout says {digest}, bytes are {written}"
             )
+
+    def _send_blob(
+        self, layout: Path, repo: str, digest: str, counts: list[int], force: bool
+    ) -> None:
+        """Upload one blob of the layout unless the repository has it (or *force*);
+        counts[0] counts uploads, counts[1] blobs already there."""
+        with _blob_lock(self.host, repo, digest):
+            if not force and self.blob_exists(repo, digest):
+                counts[1] += 1
+            else:
+                self.upload_blob(repo, digest, _blob_path(layout, digest))
+                counts[0] += 1
 
 
 class ManifestBlobUnknown(RegistryError):
