@@ -149,13 +149,23 @@ def _tail(text: str | None, lines: int = 15) -> str:
 
 
 def _first_error_line(text: str | None) -> str:
-    """The most telling line of docker's stderr: the last 'ERROR'/'error' line, else the last."""
+    """The most telling line of docker's stderr: the last 'ERROR'/'error' line, else the last.
+
+    A registry's error list (``errors:`` then one ``code: message`` line each, as buildx
+    prints a 4xx body) is folded into that line: the header alone says nothing."""
     if not text:
         return "no output"
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.lower().startswith(("error", "failed")):
-            return line
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
+        if not line.lower().startswith(("error", "failed")):
+            continue
+        if line.lower() == "errors:":
+            before = lines[index - 1] if index else ""
+            head = before if before.lower().startswith(("error", "failed")) else "registry error"
+            details = "; ".join(lines[index + 1 : index + 4])
+            return f"{head}: {details}" if details else head
+        return line
     return lines[-1] if lines else "no output"
 
 
@@ -407,7 +417,8 @@ class Engine:
         one source: a carbon copy, so the digest is kept). Works across registries."""
         with self._translate(f"cannot copy {source}", PublishError):
             _retrying(
-                lambda: self._docker.buildx.imagetools.create(sources=[source], tags=list(targets))
+                lambda: self._docker.buildx.imagetools.create(sources=[source], tags=list(targets)),
+                also=_COPY_RACE,
             )
 
     def inspect(self, ref: str) -> RemoteManifest:
@@ -451,18 +462,33 @@ _TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 
+# ``imagetools create`` copies an index's platform manifests in parallel, so a blob two
+# platforms share (a base layer) is mounted or uploaded twice at once, and the same child
+# manifest is PUT twice. Under load, distribution then answers a PUT with "blob unknown to
+# registry" / "provided digest did not match uploaded content" (seen here 3 times in 120
+# copies). The copy is idempotent and a second run finds the blobs linked, so retry it.
+_COPY_RACE = re.compile(
+    r"blob unknown|digest did not match uploaded content|manifest blob unknown", re.IGNORECASE
+)
+
 T = TypeVar("T")
 
 
 def _retrying(
-    call: Callable[[], T], attempts: int = 4, sleep: Callable[[float], None] = time.sleep
+    call: Callable[[], T],
+    attempts: int = 4,
+    sleep: Callable[[float], None] = time.sleep,
+    also: re.Pattern[str] | None = None,
 ) -> T:
-    """Retry a docker CLI call whose stderr shows a transient registry error (bounded)."""
+    """Retry a docker CLI call whose stderr shows a transient registry error (bounded);
+    *also* names more errors that are transient for this call."""
     for attempt in range(attempts):
         try:
             return call()
         except DockerException as exc:
-            if attempt + 1 >= attempts or not _TRANSIENT.search(exc.stderr or ""):
+            stderr = exc.stderr or ""
+            transient = _TRANSIENT.search(stderr) or (also is not None and also.search(stderr))
+            if attempt + 1 >= attempts or not transient:
                 raise
             sleep(random.uniform(0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
     raise AssertionError("unreachable")

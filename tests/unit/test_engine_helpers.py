@@ -1,0 +1,76 @@
+"""The engine adapter's pure helpers: how docker's stderr becomes one line, and which
+failures are retried. The stderr below is what buildx 0.29 printed here when
+``imagetools create`` lost the race described at ``engine._COPY_RACE``."""
+
+from __future__ import annotations
+
+import pytest
+from python_on_whales import DockerException
+
+from mab.engine import _COPY_RACE, _first_error_line, _retrying
+
+COPY_RACE_STDERR = """\
+#1 [internal] pushing localhost:5000/rp13/app:x
+#1 0.000 copying sha256:1afe from localhost:5000/t/app@sha256:50c9 to localhost:5000/rp13/app:x
+------
+ERROR: failed commit on ref "index-sha256:50c9": unexpected status from PUT request to \
+http://localhost:5000/v2/rp13/app/manifests/sha256:50c9: 400 Bad Request
+errors:
+unknown: provided digest did not match uploaded content
+unknown: blob unknown to registry
+"""
+
+
+def _failure(stderr: str) -> DockerException:
+    return DockerException(["docker", "buildx"], 1, b"", stderr.encode())
+
+
+def test_registry_error_list_is_folded_into_the_error_line() -> None:
+    line = _first_error_line(COPY_RACE_STDERR)
+    assert line.startswith('ERROR: failed commit on ref "index-sha256:50c9"')
+    assert line.endswith(
+        ": unknown: provided digest did not match uploaded content; "
+        "unknown: blob unknown to registry"
+    )
+
+
+def test_a_bare_error_list_still_says_what_went_wrong() -> None:
+    assert _first_error_line("errors:\ndenied: requested access to the resource is denied\n") == (
+        "registry error: denied: requested access to the resource is denied"
+    )
+
+
+def test_plain_error_lines_are_unchanged() -> None:
+    assert _first_error_line("#1 building\nERROR: no such host\n") == "ERROR: no such host"
+    assert _first_error_line("something odd\n") == "something odd"
+    assert _first_error_line("") == "no output"
+
+
+def test_copy_race_is_retried_only_where_asked() -> None:
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise _failure(COPY_RACE_STDERR)
+        return "copied"
+
+    assert _retrying(flaky, sleep=lambda _: None, also=_COPY_RACE) == "copied"
+    assert len(calls) == 3
+
+    calls.clear()
+    with pytest.raises(DockerException):  # elsewhere "blob unknown" is an answer, not a race
+        _retrying(flaky, sleep=lambda _: None)
+    assert len(calls) == 1
+
+
+def test_retries_are_bounded() -> None:
+    calls: list[int] = []
+
+    def always() -> None:
+        calls.append(1)
+        raise _failure("ERROR: 503 Service Unavailable")
+
+    with pytest.raises(DockerException):
+        _retrying(always, attempts=4, sleep=lambda _: None)
+    assert len(calls) == 4
