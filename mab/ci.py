@@ -404,6 +404,29 @@ def _github_env(names: Iterable[str], ci: CIConfig) -> dict[str, str]:
     return env
 
 
+def _build_secrets(
+    config: BuildsConfig, targets: Iterable[str], provider: Provider, notes: _Notes
+) -> list[str]:
+    """The environment variables the build secrets of *targets* come from; a note for each
+    file secret, which the CI job must create before ``mab build``."""
+    names: list[str] = []
+    for name in targets:
+        for sid, secret in config.targets[name].secrets.items():
+            if secret.env and secret.env not in names:
+                names.append(secret.env)
+            elif secret.file:
+                notes.add(
+                    f"targets.{name}.secrets.{sid} comes from the file {secret.file}: the "
+                    f"{provider} build job must create it before mab build (or use env:)"
+                )
+    if names and provider == "gitlab":
+        notes.add(
+            "build secrets come from CI/CD variables "
+            f"{', '.join(names)}: define them (masked) in the project's settings"
+        )
+    return names
+
+
 def _step(name: str, run: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     step: dict[str, Any] = {"name": name}
     if env:
@@ -472,7 +495,10 @@ def github_workflow(project: Project, options: Options) -> Generated:
         if cache == "gha":
             steps.append({"name": "Expose the GitHub Actions cache to buildx", "uses": GHA_RUNTIME})
         steps += logins
-        steps.append(_step(f"Build {entry.platform}", build_command(entry, options, cache)))
+        secret_env = _github_env(_build_secrets(config, entry.targets, "github", notes), ci)
+        steps.append(
+            _step(f"Build {entry.platform}", build_command(entry, options, cache), secret_env)
+        )
         steps.append(
             {
                 "name": "Upload the digests",
@@ -615,6 +641,7 @@ def gitlab_pipeline(project: Project, options: Options) -> Generated:
     cache = _cache_mode(ci, "gitlab", notes)
     entries: list[MatrixEntry] = []
     for entry in matrix(config, "platform", options.targets):
+        _build_secrets(config, entry.targets, "gitlab", notes)
         tags = gitlab_tags(ci, entry.platform)
         entries.append(
             MatrixEntry(

@@ -426,6 +426,40 @@ class CIConfig(BaseModel):
 # --- end of ci ---------------------------------------------------------------------------------
 
 
+_SECRET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _secret_id(value: str) -> str:
+    if not _SECRET_ID_RE.match(value):
+        raise ValueError(
+            f"invalid secret id '{value}': letters, digits, '.', '_' and '-' (e.g. pip.conf)"
+        )
+    return value
+
+
+SecretId = Annotated[str, AfterValidator(_secret_id)]
+
+
+class BuildSecret(BaseModel):
+    """Where a build secret comes from: a file or an environment variable, never a value.
+
+    BuildKit mounts it for the RUN steps that ask (``RUN --mount=type=secret,id=ID``); it
+    is not written into any layer, the image's history or the build cache."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str | None = Field(
+        None, description="A file with the secret, relative to builds.yaml; ~ is expanded."
+    )
+    env: EnvName | None = Field(None, description="An environment variable with the secret.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BuildSecret:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give either 'file' or 'env'")
+        return self
+
+
 class TargetConfig(BaseModel):
     """One image: built from a Dockerfile or a template, for one or more platforms."""
 
@@ -462,6 +496,12 @@ class TargetConfig(BaseModel):
         "bigger image fails the target before any tag is written.",
     )
     labels: dict[str, ScalarStr] = Field(default_factory=dict, description="Image labels.")
+    secrets: dict[SecretId, BuildSecret] = Field(
+        default_factory=dict,
+        description="Build secrets by id (buildx --secret), e.g. {pip.conf: {file: pip.conf}} "
+        "or {npmrc: {env: NPMRC}}: package-index credentials that must not end up in the "
+        "image. The templates mount pip.conf and npmrc when given.",
+    )
     retention: Retention | None = Field(None, description="What mab clean keeps.")
 
     @model_validator(mode="after")

@@ -55,6 +55,8 @@ class BuildRequest:
     cache_to: Mapping[str, str] | None = None
     # buildx's docker driver is addressed by docker context, not --builder
     docker_context: str | None = None
+    # buildx --secret specs: references (id=ID,src=FILE / id=ID,env=NAME), never values
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -322,6 +324,7 @@ class Engine:
                     cache_to=dict(request.cache_to) if request.cache_to else None,
                     output=output,
                     metadata_file=metadata,
+                    secrets=list(request.secrets),
                     progress="plain",
                     stream_logs=True,
                 )  # type: ignore[assignment]

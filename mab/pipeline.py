@@ -8,10 +8,11 @@ under its tags and read back. A failing target never stops the others.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +49,7 @@ Builders = dict[str | None, BuilderInfo]
 def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> Builders:
     """Check the engine, every builder the plan routes to, and the registry, before any
     work starts. Returns what each builder reported, by the name the plan uses."""
+    check_secrets(plan, os.environ)
     engine.server_version()
     wanted: dict[str | None, set[str]] = {}
     for job in plan.jobs:
@@ -150,7 +152,31 @@ def _request(
         no_cache=no_cache,
         cache_from=tuple(cache_from),
         cache_to=cache_to,
+        secrets=tuple(secret.spec() for secret in target.secrets),
     )
+
+
+def check_secrets(plan: Plan, environ: Mapping[str, str]) -> None:
+    """Fail before any build when a build secret's file or variable is missing: BuildKit
+    would skip the mount silently, and the step would fail later, or worse, succeed
+    against the public index. Only presence is checked; the value is never read."""
+    missing = []
+    for target in plan.targets:
+        for secret in target.secrets:
+            if secret.file is not None and not secret.file.is_file():
+                missing.append(
+                    f"target '{target.name}': secret '{secret.id}': no file {secret.file}"
+                )
+            elif secret.env is not None and not environ.get(secret.env):
+                missing.append(
+                    f"target '{target.name}': secret '{secret.id}': environment variable "
+                    f"{secret.env} is not set"
+                )
+    if missing:
+        raise BuildError(
+            "build secrets missing: " + "; ".join(missing),
+            hint="create the file or export the variable (secrets: in builds.yaml names them)",
+        )
 
 
 def build_and_push(

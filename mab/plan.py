@@ -52,6 +52,25 @@ class DockerfileSource:
 
 
 @dataclass(frozen=True)
+class SecretSource:
+    """A build secret by reference: a file or an environment variable. mab never reads the
+    value; buildx does (``--secret id=ID,src=FILE`` / ``id=ID,env=NAME``)."""
+
+    id: str
+    file: Path | None = None
+    env: str | None = None
+
+    def spec(self) -> str:
+        return f"id={self.id},src={self.file}" if self.file else f"id={self.id},env={self.env}"
+
+    def describe(self) -> str:
+        return f"file {self.file}" if self.file else f"environment variable {self.env}"
+
+    def as_json(self) -> dict[str, str]:
+        return {"file": str(self.file)} if self.file else {"env": str(self.env)}
+
+
+@dataclass(frozen=True)
 class TargetPlan:
     name: str
     repository: str
@@ -67,6 +86,7 @@ class TargetPlan:
     annotations: tuple[tuple[str, str], ...] = ()
     version: str | None = None
     size_budget: int | None = None  # bytes, compressed, per platform image
+    secrets: tuple[SecretSource, ...] = ()
 
     @property
     def tag_names(self) -> tuple[str, ...]:
@@ -207,6 +227,7 @@ class Plan:
                     "build_contexts": dict(t.build_contexts),
                     "labels": dict(t.labels),
                     "annotations": dict(t.annotations),
+                    "secrets": {sec.id: sec.as_json() for sec in t.secrets},
                     "version": t.version,
                 }
                 for t in self.targets
@@ -269,6 +290,10 @@ def make_plan(
                 annotations=tuple(sorted(labels.oci_annotations(name, context, version).items())),
                 version=version,
                 size_budget=int(target.size_budget) if target.size_budget else None,
+                secrets=tuple(
+                    SecretSource(sid, file=base / sec.file if sec.file else None, env=sec.env)
+                    for sid, sec in sorted(target.secrets.items())
+                ),
                 stage=target.stage,
             )
         )
