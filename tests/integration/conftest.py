@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from .packageserver import STAMP as PACKAGES_STAMP
+
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = "localhost:5000"
 MIRRORS = (
@@ -33,6 +35,7 @@ MIRRORS = (
     "mirror/python:3.11-slim-bookworm",
     "mirror/node:18-bookworm-slim",
     "mirror/nginx-unprivileged:1.22",
+    "mirror/uv:0.4",
 )
 
 
@@ -52,6 +55,8 @@ def _missing() -> str | None:
     for image in MIRRORS:
         if crane("digest", f"{REGISTRY}/{image}", check=False).returncode != 0:
             return f"mirror image {image} missing (run: scripts/make-mirrors)"
+    if not PACKAGES_STAMP.is_file():  # for the template tests' private indexes
+        return f"package cache {PACKAGES_STAMP.parent} missing (run: scripts/make-mirrors)"
     return None
 
 
