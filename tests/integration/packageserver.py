@@ -7,8 +7,11 @@ It serves the package cache scripts/make-mirrors fills:
   six), behind HTTP basic auth, so a build that gets it has received the credentials from
   the ``pip.conf`` build secret;
 - ``/npm/pnpm/VERSION`` and ``/npm/pnpm/-/pnpm-VERSION.tgz``: what corepack asks an npm
-  registry for (``COREPACK_NPM_REGISTRY``): the registry's own version document, signatures
-  and all, and the tarball.
+  registry for (``COREPACK_NPM_REGISTRY``): the registry's own version document and the
+  tarball;
+- ``/npm/is-number/-/is-number-7.0.0.tgz``: a dependency's tarball, as ``npm ci`` fetches
+  it from a package-lock.json, behind a bearer token that reaches the build only in the
+  ``npmrc`` build secret.
 
 Every request is recorded, so tests can assert that the builds really came here.
 """
@@ -28,8 +31,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 PACKAGES = Path(os.environ.get("MAB_MIRRORS_CACHE", "/var/cache/mab-mirrors")) / "packages"
-STAMP = PACKAGES / ".complete-v1"
+STAMP = PACKAGES / ".complete-v2"
 PNPM_VERSION = "9.15.9"
+IS_NUMBER_VERSION = "7.0.0"
+IS_NUMBER_INTEGRITY = (
+    "sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv00"
+    "04MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng=="
+)
 # sha512 of pnpm-9.15.9.tgz (the registry's dist.integrity, in hex): package.json pins
 # "pnpm@VERSION+sha512.HEX", as `corepack use` writes it, and corepack checks the download
 # against it. (The npm registry proxy here serves version documents without signatures.)
@@ -56,6 +64,10 @@ class PackageServer:
             f"trusted-host = {self.host}\n"
         )
 
+    def npmrc(self) -> str:
+        netloc = self.url.removeprefix("http://")
+        return f"registry={self.url}/npm/\n//{netloc}/npm/:_authToken={self.token}\n"
+
     @property
     def corepack_registry(self) -> str:
         return f"{self.url}/npm"
@@ -77,6 +89,7 @@ def bridge_gateway() -> str:
 
 def _handler(server: PackageServer) -> type[BaseHTTPRequestHandler]:
     expected = "Basic " + base64.b64encode(f"{server.user}:{server.token}".encode()).decode()
+    bearer = f"Bearer {server.token}"
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
@@ -110,6 +123,11 @@ def _handler(server: PackageServer) -> type[BaseHTTPRequestHandler]:
                 if "/" in name or not file.is_file():
                     return self._send(404)
                 return self._send(200, file.read_bytes(), "application/octet-stream")
+            if path == f"/npm/is-number/-/is-number-{IS_NUMBER_VERSION}.tgz":
+                if self.headers.get("Authorization") != bearer:
+                    return self._send(401)
+                body = (PACKAGES / "npm" / f"is-number-{IS_NUMBER_VERSION}.tgz").read_bytes()
+                return self._send(200, body, "application/octet-stream")
             if path == f"/npm/pnpm/{PNPM_VERSION}":
                 body = (PACKAGES / "npm" / f"pnpm-{PNPM_VERSION}.json").read_bytes()
                 return self._send(200, body, "application/json")

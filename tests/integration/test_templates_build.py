@@ -8,9 +8,10 @@ base_images maps the official names the templates use to them):
   its builds.yaml from `mab init`, then all of them are built in one `mab build` for
   linux/amd64 and linux/arm64, and each image runs its smoke command on both CPUs;
 - pip (with a dependency) and poetry install from a private index that needs credentials,
-  which reach the build only as the pip.conf build secret; corepack fetches pnpm from a
-  private npm registry (COREPACK_NPM_REGISTRY). Both are served by tests/integration/
-  packageserver.py on the Docker bridge, from the package cache make-mirrors fills;
+  which reach the build only as the pip.conf build secret; npm ci installs a dependency
+  with the token of the npmrc build secret; corepack fetches pnpm from a private npm
+  registry (COREPACK_NPM_REGISTRY). tests/integration/packageserver.py serves them on the
+  Docker bridge, from the package cache make-mirrors fills;
 - go also as the demo's greeter, for three CPUs (tests/integration/test_demo.py);
 - static with busybox httpd, and cpp linked statically for three CPUs: the tests below.
 """
@@ -34,7 +35,14 @@ import pytest
 import yaml
 
 from .conftest import REGISTRY, REPO, MabRun, crane_json, platforms_of, run_mab
-from .packageserver import PNPM_SHA512, PNPM_VERSION, PackageServer, package_server
+from .packageserver import (
+    IS_NUMBER_INTEGRITY,
+    IS_NUMBER_VERSION,
+    PNPM_SHA512,
+    PNPM_VERSION,
+    PackageServer,
+    package_server,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -64,7 +72,8 @@ class Stack:
     user: str  # the image's USER: never root
     expect: Callable[[str], str]  # machine (uname -m) -> first line the image prints
     prepare: Callable[[Path], None] = lambda _: None
-    index: str = ""  # "pypi": the pip.conf secret; "npm": COREPACK_NPM_REGISTRY
+    index: str = ""  # "pypi": the pip.conf secret; "npmrc": the npmrc secret;
+    # "npm": COREPACK_NPM_REGISTRY
     extra: tuple[tuple[str, str], ...] = ()  # (shell command, its output) in the image
 
 
@@ -94,6 +103,25 @@ RUN_MARK = f"# test run {uuid.uuid4().hex[:12]}\n"
 def _pip_with_a_dependency(project: Path) -> None:
     """six from the private index: the install needs the pip.conf secret to succeed."""
     (project / "requirements.txt").write_text(f"six==1.16.0\n{RUN_MARK}")
+
+
+def _npm_with_a_dependency(project: Path) -> None:
+    """is-number from the private npm registry, pinned in package-lock.json as npm writes
+    it (resolved on registry.npmjs.org, which npm maps to the configured registry): the
+    install needs the npmrc secret's registry and token to succeed."""
+    manifest = json.loads((project / "package.json").read_text())
+    manifest["dependencies"] = {"is-number": IS_NUMBER_VERSION}
+    (project / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    lock = json.loads((project / "package-lock.json").read_text())
+    lock["packages"][""]["dependencies"] = {"is-number": IS_NUMBER_VERSION}
+    lock["packages"]["node_modules/is-number"] = {
+        "version": IS_NUMBER_VERSION,
+        "resolved": f"https://registry.npmjs.org/is-number/-/is-number-{IS_NUMBER_VERSION}.tgz",
+        "integrity": IS_NUMBER_INTEGRITY,
+        "engines": {"node": ">=0.12.0"},
+    }
+    lock["//"] = RUN_MARK.strip()  # npm ignores unknown keys; the mark defeats the cache
+    (project / "package-lock.json").write_text(json.dumps(lock, indent=2) + "\n")
 
 
 def _poetry(project: Path) -> None:
@@ -187,6 +215,9 @@ STACKS = (
         {"node_version": "18"},
         "1000:1000",
         lambda m: f"hello from node v18 on {NODE_ARCH[m]}",
+        _npm_with_a_dependency,
+        index="npmrc",
+        extra=(("node -e \"console.log(require('is-number')(5))\"", "true"),),
     ),
     Stack(
         "node-pnpm",
@@ -240,6 +271,7 @@ def init_build(tmp_path_factory: pytest.TempPathFactory, packages: PackageServer
     root = tmp_path_factory.mktemp("stacks")
     secret_dir = tmp_path_factory.mktemp("secrets")
     (secret_dir / "pip.conf").write_text(packages.pip_conf())
+    (secret_dir / "npmrc").write_text(packages.npmrc())
     registry = f"{REGISTRY}/t{root.name[-8:].replace('_', '')}init"
     targets: dict[str, Any] = {}
     written: dict[str, dict[str, Any]] = {}
@@ -257,6 +289,8 @@ def init_build(tmp_path_factory: pytest.TempPathFactory, packages: PackageServer
         target["vars"] = {**target.get("vars", {}), **stack.vars}
         if stack.index == "pypi":
             target["secrets"] = {"pip.conf": {"file": str(secret_dir / "pip.conf")}}
+        elif stack.index == "npmrc":
+            target["secrets"] = {"npmrc": {"file": str(secret_dir / "npmrc")}}
         elif stack.index == "npm":
             target["args"] = {"COREPACK_NPM_REGISTRY": packages.corepack_registry}
         targets[stack.name] = target
@@ -276,6 +310,9 @@ def init_build(tmp_path_factory: pytest.TempPathFactory, packages: PackageServer
     # BuildKit's own checks need Dockerfile frontend 1.8+; dockerd 26's BuildKit has none
     # and Docker Hub (for docker/dockerfile:1.8) is out of reach: lint says so and goes on.
     assert checks == "ran" or "frontend has none" in checks, checks
+    # npm's cache mount would answer is-number without asking the registry: start it cold
+    prune = _docker("buildx", "prune", "-f", "--filter", "type=exec.cachemount")
+    assert prune.returncode == 0, prune.stderr
     result = run_mab("build", cwd=root, report=root / "r.json")
     return InitBuild(result, registry, written, root, packages)
 
@@ -344,8 +381,9 @@ def test_private_indexes_served_the_builds_and_their_credentials_stayed_out(
     init_build: InitBuild,
 ) -> None:
     """The builds got poetry and six from the private index with the credentials of the
-    pip.conf secret, and pnpm from the private npm registry, for both CPUs; the password
-    appears in no output, report, image config or image file."""
+    pip.conf secret, is-number with the token of the npmrc secret, and pnpm from the
+    private npm registry; the password appears in no output, report, image config or
+    image file, and the secrets' files in no image."""
     assert init_build.result.code == 0, init_build.result.output
     served = init_build.packages.served
     wheels = [p.rsplit("/", 1)[1] for p in served("/pypi/") if p.endswith(".whl")]
@@ -353,10 +391,17 @@ def test_private_indexes_served_the_builds_and_their_credentials_stayed_out(
     assert any(w.startswith("poetry-1.8.3-") for w in wheels), wheels
     # one pnpm download per platform build (each build stage has its own corepack cache)
     assert len(served(f"/npm/pnpm/-/pnpm-{PNPM_VERSION}.tgz")) == len(PLATFORMS)
+    # npm ci fetched the dependency with the npmrc secret's token (once or once per
+    # platform: the two builds share npm's cache mount)
+    assert served(f"/npm/is-number/-/is-number-{IS_NUMBER_VERSION}.tgz")
     token = init_build.packages.token
     assert token not in init_build.result.output
     assert token not in json.dumps(init_build.result.report)
-    for name in ("python-pip", "python-poetry"):
+    for name, secret_file, app_file in (
+        ("python-pip", "etc/pip.conf", "app/app.py"),
+        ("python-poetry", "etc/pip.conf", "app/app.py"),
+        ("node-npm", "root/.npmrc", "app/index.js"),
+    ):
         ref = f"{init_build.registry}/{name}:1.0"
         for platform in PLATFORMS:
             assert token not in json.dumps(crane_json("config", "--platform", platform, ref))
@@ -370,8 +415,8 @@ def test_private_indexes_served_the_builds_and_their_credentials_stayed_out(
             assert token.encode() not in export.stdout, (name, platform)
             with tarfile.open(fileobj=io.BytesIO(export.stdout)) as files:
                 names = files.getnames()
-            assert "app/app.py" in names  # the image's files, read as such
-            assert "etc/pip.conf" not in names  # the secret's mount left nothing behind
+            assert app_file in names  # the image's files, read as such
+            assert secret_file not in names  # the secret's mount left nothing behind
 
 
 def test_init_template_images_are_small_and_say_what_they_are(init_build: InitBuild) -> None:
