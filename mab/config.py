@@ -449,7 +449,7 @@ class BuildSecret(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     file: str | None = Field(
-        None, description="A file with the secret, relative to builds.yaml; ~ is expanded."
+        None, description="A file with the secret: absolute, or relative to builds.yaml."
     )
     env: EnvName | None = Field(None, description="An environment variable with the secret.")
 

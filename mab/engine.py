@@ -470,9 +470,7 @@ _TRANSIENT = re.compile(
 # manifest is PUT twice. Under load, distribution then answers a PUT with "blob unknown to
 # registry" / "provided digest did not match uploaded content" (seen here 3 times in 120
 # copies). The copy is idempotent and a second run finds the blobs linked, so retry it.
-_COPY_RACE = re.compile(
-    r"blob unknown|digest did not match uploaded content|manifest blob unknown", re.IGNORECASE
-)
+_COPY_RACE = re.compile(r"blob unknown|digest did not match uploaded content", re.IGNORECASE)
 
 T = TypeVar("T")
 
