@@ -149,6 +149,8 @@ def _pnpm(project: Path) -> None:
     (project / "package-lock.json").unlink()
     manifest = json.loads((project / "package.json").read_text())
     manifest["packageManager"] = f"pnpm@{PNPM_VERSION}+sha512.{PNPM_SHA512}"
+    # run by the template's build_script step, a second pnpm call in its own RUN
+    manifest["scripts"] = {"build": "node -e \"require('fs').writeFileSync('built.txt', 'built')\""}
     (project / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (project / "pnpm-lock.yaml").write_text(
         "lockfileVersion: '9.0'\n\nsettings:\n  autoInstallPeers: true\n"
@@ -223,11 +225,12 @@ STACKS = (
         "node-pnpm",
         "node",
         "node",
-        {"node_version": "18"},
+        {"node_version": "18", "build_script": "build"},
         "1000:1000",
         lambda m: f"hello from node v18 on {NODE_ARCH[m]}",
         _pnpm,
         index="npm",
+        extra=(("cat built.txt", "built"),),
     ),
     Stack(
         "node-yarn",
