@@ -63,9 +63,6 @@ class SecretSource:
     def spec(self) -> str:
         return f"id={self.id},src={self.file}" if self.file else f"id={self.id},env={self.env}"
 
-    def describe(self) -> str:
-        return f"file {self.file}" if self.file else f"environment variable {self.env}"
-
     def as_json(self) -> dict[str, str]:
         return {"file": str(self.file)} if self.file else {"env": str(self.env)}
 
