@@ -72,7 +72,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mab.render import render_template  # noqa: E402
+from mab.planning.render import render_template  # noqa: E402
 
 REGISTRY = "localhost:5000"
 CACHE = Path("/var/cache/mab-mirrors")

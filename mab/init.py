@@ -1,6 +1,6 @@
 """``mab init``: detect a project's stack and write its builds.yaml and .dockerignore.
 
-Pure apart from reading the project folder: functions return the text; mab.init_cli
+Pure apart from reading the project folder: functions return the text; mab.cli.init
 writes the files (and refuses to overwrite them without --force).
 """
 

@@ -189,7 +189,7 @@ def test_promotion_keeps_the_digest(tmp_path: Path, namespace: str) -> None:
             [
                 sys.executable,
                 "-c",
-                f"from mab.localregistry import ensure; print(ensure({second!r}).started)",
+                f"from mab.registry.local import ensure; print(ensure({second!r}).started)",
             ],
             env={**os.environ, **env},
             capture_output=True,

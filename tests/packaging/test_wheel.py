@@ -53,7 +53,7 @@ def test_wheel_carries_templates_and_renders_outside_the_checkout(tmp_path: Path
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     where = subprocess.run(
-        [sys.executable, "-c", "import mab.templates as t; print(t.builtin_dir())"],
+        [sys.executable, "-c", "import mab.planning.templates as t; print(t.builtin_dir())"],
         cwd=project,
         env=env,
         capture_output=True,

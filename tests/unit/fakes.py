@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from mab.engine import BuilderInfo, BuildOutcome, BuildRequest, Descriptor, RemoteManifest
+from mab.engine.whales import BuilderInfo, BuildOutcome, BuildRequest, Descriptor, RemoteManifest
 from mab.errors import BuildError, RegistryError
 from mab.platforms import Platform
-from mab.registry import INDEX_TYPES, Manifest, RegistryClient
+from mab.registry.client import INDEX_TYPES, Manifest, RegistryClient
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 IMAGE = "application/vnd.oci.image.manifest.v1+json"

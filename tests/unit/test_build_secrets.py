@@ -14,14 +14,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mab import templates
-from mab.cli import app
-from mab.config import load_project
-from mab.engine import Engine
+from mab.cli.main import app
+from mab.config.models import load_project
+from mab.engine.whales import Engine
 from mab.errors import BuildError, ConfigError
-from mab.pipeline import check_secrets, run_build
-from mab.plan import make_plan
-from mab.render import render_template
+from mab.pipeline.build import check_secrets, run_build
+from mab.planning import templates
+from mab.planning.plan import make_plan
+from mab.planning.render import render_template
 
 from .fakes import FakeEngine
 from .test_pipeline import Recorder

@@ -19,9 +19,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mab import ci
-from mab.cli import app
-from mab.config import load_project
+from mab.ci import generate as ci
+from mab.cli.main import app
+from mab.config.models import load_project
 from mab.errors import ConfigError, UsageError
 from mab.platforms import Platform
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from mab.cli import app
+from mab.cli.main import app
 
 runner = CliRunner()
 

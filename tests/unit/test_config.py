@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mab.config import load_project
+from mab.config.models import load_project
 from mab.errors import ConfigError
 
 

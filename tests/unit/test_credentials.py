@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mab import credentials
-from mab.config import RegistryAuth, load_project
-from mab.credentials import Credential, LoginSecret
-from mab.engine import Engine
+from mab.config.models import RegistryAuth, load_project
+from mab.engine.whales import Engine
 from mab.errors import ConfigError, RegistryError, UsageError
+from mab.registry import credentials
+from mab.registry.credentials import Credential, LoginSecret
 
 
 def write_config(folder: Path, data: dict[str, object]) -> Path:

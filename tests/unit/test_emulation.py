@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mab.emulation import host_runs
+from mab.pipeline.emulation import host_runs
 from mab.platforms import Platform
 
 

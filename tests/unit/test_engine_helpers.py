@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from python_on_whales import DockerException
 
-from mab.engine import _COPY_RACE, _first_error_line, _retrying
+from mab.engine.whales import _COPY_RACE, _first_error_line, _retrying
 
 COPY_RACE_STDERR = """\
 #1 [internal] pushing localhost:5000/rp13/app:x

@@ -8,11 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mab import init as generator
-from mab.cli import app
-from mab.config import load_project
+from mab.cli.main import app
+from mab.config.models import load_project
 from mab.lint import lint_dockerfile
-from mab.plan import make_plan
-from mab.render import render_target
+from mab.planning.plan import make_plan
+from mab.planning.render import render_target
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mab.cli import app
+from mab.cli.main import app
 from mab.lint import (
     RULES,
     buildx_findings,

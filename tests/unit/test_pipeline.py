@@ -10,15 +10,16 @@ from typing import Any, cast
 
 import pytest
 
-from mab import emulation, localregistry
-from mab.config import load_project
-from mab.engine import BuilderInfo, Engine
+from mab.config.models import load_project
+from mab.engine.whales import BuilderInfo, Engine
 from mab.errors import EngineError
-from mab.pipeline import run_build, run_verify
-from mab.plan import Job, Plan, make_plan
-from mab.promote import promote
-from mab.results import JobStatus, PlatformResult, TargetResult, TargetStatus
-from mab.tags import TagContext
+from mab.pipeline import emulation
+from mab.pipeline.build import run_build, run_verify
+from mab.pipeline.promote import promote
+from mab.pipeline.results import JobStatus, PlatformResult, TargetResult, TargetStatus
+from mab.planning.plan import Job, Plan, make_plan
+from mab.planning.tags import TagContext
+from mab.registry import local as localregistry
 
 from .fakes import FakeEngine
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mab.config import load_project
+from mab.config.models import load_project
 from mab.errors import UsageError
-from mab.plan import make_plan
+from mab.planning.plan import make_plan
 from mab.platforms import Platform
 
 CONFIG = """\

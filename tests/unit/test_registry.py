@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mab import registry as registry_module
 from mab.errors import RegistryError
-from mab.registry import RegistryClient, RetryPolicy, is_plain_http, split_repository
+from mab.registry import client as registry_module
+from mab.registry.client import RegistryClient, RetryPolicy, is_plain_http, split_repository
 
 IMAGE = "application/vnd.oci.image.manifest.v1+json"
 

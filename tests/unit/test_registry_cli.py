@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mab import credentials, registry_cli
-from mab.cli import app
+from mab.cli import registry as registry_cli
+from mab.cli.main import app
+from mab.registry import credentials
 
 runner = CliRunner()
 

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from mab import registryquery
-from mab.credentials import Credential
 from mab.errors import RegistryError
-from mab.registry import RegistryClient, RetryPolicy
-from mab.registryquery import parse_ref
+from mab.registry import query as registryquery
+from mab.registry.client import RegistryClient, RetryPolicy
+from mab.registry.credentials import Credential
+from mab.registry.query import parse_ref
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 IMAGE = "application/vnd.oci.image.manifest.v1+json"
@@ -290,7 +290,7 @@ def test_unknown_tls_authority_is_final_and_explains_the_fix() -> None:
 def test_tls_registry_on_localhost_is_spoken_to_over_https(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mab import registrytls
+    from mab.registry import tls as registrytls
 
     monkeypatch.setenv("MAB_DOCKER_CERTS_DIR", str(tmp_path))
     with RegistryClient("localhost:5443") as plain:

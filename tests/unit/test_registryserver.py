@@ -16,9 +16,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mab import registryserver, registrytls
 from mab.errors import UsageError
-from mab.registryserver import ServerState
+from mab.registry import server as registryserver
+from mab.registry import tls as registrytls
+from mab.registry.server import ServerState
 
 
 def test_htpasswd_line_is_bcrypt_and_checks() -> None:

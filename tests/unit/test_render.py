@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mab import templates
-from mab.config import load_project
+from mab.config.models import load_project
 from mab.errors import ConfigError
-from mab.plan import make_plan
-from mab.render import render_target, render_template
+from mab.planning import templates
+from mab.planning.plan import make_plan
+from mab.planning.render import render_target, render_template
 
 
 def test_go_template_renders_cross_compiling_dockerfile(

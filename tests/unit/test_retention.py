@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mab.config import DEFAULT_KEEP_TAGS, load_project
+from mab.config.models import DEFAULT_KEEP_TAGS, load_project
 from mab.errors import ConfigError
-from mab.retention import Decision, Policy, TagState, decide, parse_time
+from mab.registry.retention import Decision, Policy, TagState, decide, parse_time
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
 

@@ -9,15 +9,15 @@ from typing import cast
 
 import pytest
 
-from mab import digests
-from mab.cache import cache_options, fill_spec, parse_spec
-from mab.config import CacheConfig, load_project
-from mab.engine import Engine, count_steps
+from mab.config.models import CacheConfig, load_project
+from mab.engine.whales import Engine, count_steps
 from mab.errors import UsageError
-from mab.pipeline import run_build, run_merge
-from mab.plan import make_plan
+from mab.pipeline import digests
+from mab.pipeline.build import run_build, run_merge
+from mab.pipeline.results import TargetStatus
+from mab.planning.cache import cache_options, fill_spec, parse_spec
+from mab.planning.plan import make_plan
 from mab.platforms import Platform
-from mab.results import TargetStatus
 
 from .fakes import FakeEngine
 from .test_pipeline import CONFIG, Recorder

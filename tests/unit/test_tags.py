@@ -9,9 +9,16 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from mab.config import TagItem
-from mab.gitinfo import GitInfo, public_url
-from mab.tags import PlannedTag, TagContext, TagRuleError, compute_tags, sanitise, should_move
+from mab.config.models import TagItem
+from mab.planning.git import GitInfo, public_url
+from mab.planning.tags import (
+    PlannedTag,
+    TagContext,
+    TagRuleError,
+    compute_tags,
+    sanitise,
+    should_move,
+)
 
 RULES: TypeAdapter[list[TagItem]] = TypeAdapter(list[TagItem])
 NOW = datetime(2026, 11, 27, 4, 5, 6, tzinfo=UTC)

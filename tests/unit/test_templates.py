@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from mab import templates
 from mab.errors import ConfigError
 from mab.lint import hadolint_findings, hadolint_path, lint_dockerfile, parse, stages
-from mab.render import render_template
+from mab.planning import templates
+from mab.planning.render import render_template
 
 # (template, vars): every template with its required vars, and each package manager or mode.
 CASES: list[tuple[str, dict[str, Any]]] = [

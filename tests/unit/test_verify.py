@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from mab.config import load_project
-from mab.engine import Descriptor, RemoteManifest
+from mab.config.models import load_project
+from mab.engine.whales import Descriptor, RemoteManifest
 from mab.errors import VerifyError
-from mab.plan import TargetPlan, make_plan
+from mab.pipeline.verify import check_index
+from mab.planning.plan import TargetPlan, make_plan
 from mab.platforms import Platform
-from mab.verify import check_index
 
 from .fakes import IMAGE, INDEX
 

@@ -1,0 +1,105 @@
+"""Turning plans and run reports into rich tables (formatting only, no I/O)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from mab.pipeline.results import JobStatus, RunReport
+from mab.planning.plan import Plan
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def short_digest(digest: str | None) -> str:
+    return digest[:19] if digest else "-"
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table(
+        title=f"registry {plan.registry}"
+        + (" (default)" if plan.registry_is_default else "")
+        + f" - builder {plan.builder or '(current)'} - concurrency {plan.concurrency}",
+        title_justify="left",
+    )
+    for column in ("target", "platform", "builder", "repository", "tags", "dockerfile", "stage"):
+        table.add_column(column)
+    base = plan.project_file.parent
+    for target in plan.targets:
+        for i, platform in enumerate(target.platforms):
+            first = i == 0
+            table.add_row(
+                target.name if first else "",
+                str(platform),
+                plan.route_for(platform).describe(),
+                target.repository if first else "",
+                ", ".join(target.tag_names) if first else "",
+                target.source.describe(base) if first else "",
+                (target.stage or "-") if first else "",
+            )
+    return table
+
+
+def run_table(report: RunReport) -> Table:
+    table = Table(title=f"mab {report.command}: {report.registry}", title_justify="left")
+    for column in (
+        "target",
+        "platform",
+        "status",
+        "digest",
+        "compressed",
+        "layers",
+        "cached",
+        "duration",
+    ):
+        table.add_column(
+            column,
+            justify="right" if column in ("compressed", "layers", "cached", "duration") else "left",
+        )
+    for target in report.targets:
+        for i, r in enumerate(target.platforms):
+            style = "green" if r.status is JobStatus.BUILT else "red"
+            table.add_row(
+                target.name if i == 0 else "",
+                str(r.platform),
+                Text(str(r.status), style=style),
+                short_digest(r.image_digest or r.pushed_digest),
+                human_size(r.compressed_size),
+                "-" if r.layers is None else str(r.layers),
+                "-" if r.steps is None else f"{r.cached_steps}/{r.steps}",
+                "-" if r.duration is None else f"{r.duration:.1f}s",
+            )
+    return table
+
+
+def markdown_summary(report: RunReport) -> str:
+    """A Markdown summary for CI step summaries ($GITHUB_STEP_SUMMARY)."""
+    lines = [
+        f"### mab {report.command}: {'ok' if report.ok else 'FAILED'}",
+        "",
+        "| target | status | tags | index digest | platforms |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for t in report.targets:
+        platforms = ", ".join(
+            f"{p.platform} ({human_size(p.compressed_size)})" for p in t.platforms
+        )
+        tags = ", ".join(f"`{tag}`" for tag in t.tags) or "-"
+        lines.append(
+            f"| {t.name} | {t.status} | {tags} | `{short_digest(t.index_digest)}` | {platforms} |"
+        )
+    for t in report.targets:
+        if t.error:
+            lines.append(f"\n- **{t.name}**: {t.error}")
+        for tag, why in t.held.items():
+            lines.append(f"\n- {t.name}: `{tag}` not moved: {why}")
+    return "\n".join(lines) + "\n"

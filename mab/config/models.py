@@ -1,0 +1,790 @@
+"""builds.yaml: the typed model (pydantic v2) and the loader that locates every error.
+
+The model is strict: unknown keys are rejected with the closest valid key suggested,
+platforms are normalised (``linux/arm64/v8`` -> ``linux/arm64``), and paths named in
+the file are checked to exist. Every problem is reported as ``FILE:LINE: FIELD: cause``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from mab.config.yamlsource import LineMap, Loc, load_yaml
+from mab.errors import ConfigError, ConfigIssue
+from mab.planning import templates
+from mab.platforms import PlatformValueError, normalize
+
+DEFAULT_REGISTRY = "localhost:5000"
+DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
+
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_REGISTRY_RE = re.compile(
+    r"^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
+)
+
+
+def _platform(value: str) -> str:
+    try:
+        return normalize(value)
+    except PlatformValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _tag(value: str) -> str:
+    if not _TAG_RE.match(value):
+        raise ValueError(
+            f"invalid tag '{value}': up to 128 characters of [A-Za-z0-9_.-], "
+            "not starting with '.' or '-'"
+        )
+    return value
+
+
+def _target_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"invalid target name '{value}': lowercase letters, digits and single . _ - "
+            "between them (it becomes the repository name)"
+        )
+    return value
+
+
+def _registry(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not _REGISTRY_RE.match(value):
+        raise ValueError(
+            f"invalid registry '{value}': write HOST[:PORT][/PATH], lowercase, "
+            "e.g. 'localhost:5000/demo' or 'ghcr.io/acme'"
+        )
+    return value
+
+
+def _scalar_to_str(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+PlatformStr = Annotated[str, AfterValidator(_platform)]
+TagStr = Annotated[str, BeforeValidator(_scalar_to_str), AfterValidator(_tag)]
+TargetName = Annotated[str, AfterValidator(_target_name)]
+ScalarStr = Annotated[str, BeforeValidator(_scalar_to_str)]
+RegistryStr = Annotated[str, AfterValidator(_registry)]
+
+
+def _tag_literal(value: str) -> str:
+    # A literal with {{ }} is a template, checked after rendering (mab.planning.tags).
+    return value if "{{" in value else _tag(value)
+
+
+TagLiteral = Annotated[str, BeforeValidator(_scalar_to_str), AfterValidator(_tag_literal)]
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prefix: str = Field("", description="Put before every tag this rule makes.")
+    suffix: str = Field("", description="Put after every tag this rule makes.")
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SemverOptions(_Options):
+    full: bool = Field(True, description="MAJOR.MINOR.PATCH[-PRERELEASE]")
+    minor: bool = Field(True, description="MAJOR.MINOR, moved only to the highest of its line")
+    major: bool = Field(True, description="MAJOR, moved only to the highest of its line")
+    latest: bool = Field(True, description="latest, moved only to the highest release")
+    source: Literal["auto", "cli", "git", "file"] = Field(
+        "auto",
+        description="Where the version comes from: --version (cli), the git tag at HEAD "
+        "(git), a file (file), or the first of these that gives one (auto).",
+    )
+    file: str = Field("VERSION", description="Version file, relative to builds.yaml.")
+
+
+class SemverRule(_Rule):
+    semver: SemverOptions = Field(default_factory=SemverOptions)
+
+
+class EnvironmentOptions(_Options):
+    name: str | None = Field(None, description="Environment; default: --env.")
+    plain: bool = Field(True, description="The environment name as a tag (it moves).")
+    versioned: bool = Field(True, description="VERSION-ENV, when a version is known.")
+
+
+class EnvironmentRule(_Rule):
+    environment: EnvironmentOptions = Field(default_factory=EnvironmentOptions)
+
+
+class GitOptions(_Options):
+    sha: bool = Field(True, description="The short commit sha.")
+    sha_length: int = Field(7, ge=4, le=40)
+    branch: bool = Field(False, description="The branch name, sanitised (it moves).")
+    tag: bool = Field(False, description="The git tag at HEAD, if any.")
+
+
+class GitRule(_Rule):
+    git: GitOptions = Field(default_factory=GitOptions)
+
+
+class DateOptions(_Options):
+    format: str = Field("%Y%m%d", description="strftime format, UTC; e.g. %Y%m%d-%H%M%S")
+
+
+class DateRule(_Rule):
+    date: DateOptions = Field(default_factory=DateOptions)
+
+
+class RawRule(_Rule):
+    raw: str = Field(
+        description="A tag, with {{ }} over version, major, minor, patch, "
+        "prerelease, sha, short_sha, branch, git_tag, env, date, datetime, target."
+    )
+
+
+RULE_KINDS = ("semver", "environment", "git", "date", "raw")
+
+
+def _rule_kind(value: Any) -> str | None:
+    if isinstance(value, str | int | float):
+        return "literal"
+    if isinstance(value, dict):
+        return next((k for k in RULE_KINDS if k in value), None)
+    if isinstance(value, BaseModel):
+        return next((k for k in RULE_KINDS if k in type(value).model_fields), None)
+    return None
+
+
+TagItem = Annotated[
+    Annotated[TagLiteral, Tag("literal")]
+    | Annotated[SemverRule, Tag("semver")]
+    | Annotated[EnvironmentRule, Tag("environment")]
+    | Annotated[GitRule, Tag("git")]
+    | Annotated[DateRule, Tag("date")]
+    | Annotated[RawRule, Tag("raw")],
+    Discriminator(
+        _rule_kind,
+        custom_error_type="tag_rule",
+        custom_error_message="a tag is a string, or a rule: a mapping with one of the keys "
+        + ", ".join(RULE_KINDS),
+    ),
+]
+
+
+class Defaults(BaseModel):
+    """What targets get when they do not say."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tags: list[TagItem] | None = Field(None, min_length=1, description="Default tag rules.")
+    labels: dict[str, ScalarStr] = Field(
+        default_factory=dict, description="Labels every image gets (targets add to them)."
+    )
+
+
+# --- registries (credentials by reference) and retention: mab login, mab clean -----------
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?$")
+_SECRET_KEYS = ("password", "token", "secret", "auth", "identitytoken")
+# Kept by default: semver releases (and their MAJOR.MINOR / MAJOR aliases), latest, and
+# environment tags. Regular expressions, matched against the whole tag.
+DEFAULT_KEEP_TAGS = (
+    r"v?\d+\.\d+\.\d+",
+    r"v?\d+\.\d+",
+    r"v?\d{1,3}",
+    r"latest",
+    r"dev|development|test|qa|uat|stage|staging|preprod|prod|production",
+)
+
+
+def _env_name(value: str) -> str:
+    # The value is never echoed: a mistake here may be a pasted secret.
+    if not _ENV_NAME_RE.match(value):
+        raise ValueError(
+            "must name an environment variable (letters, digits and _), not hold a value"
+        )
+    return value
+
+
+def _host(value: str) -> str:
+    if not _HOST_RE.match(value):
+        raise ValueError(f"invalid registry host '{value}': write HOST[:PORT], lowercase")
+    return value
+
+
+def _pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression '{value}': {exc}") from None
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+HostStr = Annotated[str, AfterValidator(_host)]
+PatternStr = Annotated[str, AfterValidator(_pattern)]
+
+
+class LoginCommand(BaseModel):
+    """A command whose stdout is the password (cloud registries' short-lived tokens)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str | list[str] = Field(
+        description="Run without a shell; its stdout is the password, e.g. "
+        "'aws ecr get-login-password --region eu-west-1'."
+    )
+
+
+class RegistryAuth(BaseModel):
+    """How to log in to one registry: credentials named by environment variable, or a
+    login command. Values of secrets are never written in builds.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str | None = Field(None, description="User name (not a secret).")
+    username_env: EnvName | None = Field(None, description="Environment variable with it.")
+    password_env: EnvName | None = Field(
+        None, description="Environment variable holding the password or token."
+    )
+    login: LoginCommand | None = Field(
+        None, description="Get the password from a command's stdout instead (cloud registries)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secret_values(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if str(key).lower() in _SECRET_KEYS:
+                    raise ValueError(
+                        f"'{key}' would put a secret in builds.yaml; name an environment "
+                        "variable with password_env, or use login.command"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> RegistryAuth:
+        if (self.username is None) == (self.username_env is None):
+            raise ValueError("give exactly one of 'username' and 'username_env'")
+        if (self.password_env is None) == (self.login is None):
+            raise ValueError("give exactly one of 'password_env' and 'login'")
+        return self
+
+
+class Retention(BaseModel):
+    """Which tags ``mab clean`` keeps. A tag is deleted only when no rule keeps it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keep_last: int | None = Field(
+        None, ge=0, description="Keep the newest N versions (distinct images, by created time)."
+    )
+    keep_tags: list[PatternStr] = Field(
+        default_factory=lambda: list(DEFAULT_KEEP_TAGS),
+        description="Keep tags matching any of these regular expressions (whole tag). Default: "
+        "semver releases, latest and environment tags.",
+    )
+    older_than_days: float | None = Field(
+        None, gt=0, description="Delete only tags older than this many days."
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Retention:
+        if self.keep_last is None and self.older_than_days is None:
+            raise ValueError("give 'keep_last', 'older_than_days' or both")
+        return self
+
+
+# --- end of registries and retention -------------------------------------------------------
+
+
+# --- ci: what `mab ci matrix` and `mab ci generate github|gitlab` write ---------------------
+
+
+def _version_text(value: object) -> object:
+    # YAML reads 3.10 as the float 3.1: a version must be written as a string.
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        raise ValueError(f'write the version as a string, e.g. "{value}" (YAML reads 3.10 as 3.1)')
+    return value
+
+
+def _pattern_text(value: str) -> str:
+    if not value.strip() or any(c.isspace() for c in value):
+        raise ValueError(f"invalid branch or tag pattern '{value}': no spaces, not empty")
+    return value
+
+
+def _label(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a runner label is not empty")
+    return value
+
+
+VersionText = Annotated[str, BeforeValidator(_version_text)]
+RefPattern = Annotated[str, AfterValidator(_pattern_text)]
+RunnerLabel = Annotated[str, AfterValidator(_label)]
+
+
+class GitLabCIConfig(BaseModel):
+    """GitLab CI specifics of ``mab ci generate gitlab``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runner_tags: dict[PlatformStr, list[RunnerLabel]] = Field(
+        default_factory=dict,
+        description="Runner tags of each platform's build job. Default: saas-linux-small-arm64 "
+        "for linux/arm64, saas-linux-small-amd64 (with QEMU) for the others.",
+    )
+    image: str = Field(
+        "docker:27", description="Job image: a docker CLI with buildx (mab adds python3 to it)."
+    )
+    service: str = Field("docker:27-dind", description="The Docker-in-Docker service jobs use.")
+    setup: str = Field(
+        "apk add --no-cache python3 py3-pip git",
+        min_length=1,
+        description="Shell command that gives the image python3 (with venv) and git.",
+    )
+
+
+class CIConfig(BaseModel):
+    """How the CI workflows that ``mab ci generate`` writes build: one job per platform on
+    its runner, then one merge job. Secrets are named here, never given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runners: dict[PlatformStr, RunnerLabel | list[RunnerLabel]] = Field(
+        default_factory=dict,
+        description="GitHub Actions runs-on label(s) of each platform's build job. Default: "
+        "linux/amd64 ubuntu-24.04, linux/arm64 ubuntu-24.04-arm, others ubuntu-24.04 with QEMU.",
+    )
+    qemu: dict[PlatformStr, bool] = Field(
+        default_factory=dict,
+        description="Set up QEMU in a platform's job (true) or not (false). Default: only when "
+        "the runner's CPU, read from its label, is not the platform's.",
+    )
+    install: str = Field(
+        "pip install mab", min_length=1, description="Shell command that installs mab in a job."
+    )
+    python: VersionText = Field(
+        "3.12", description="Python version GitHub jobs set up (GitLab uses the image's python3)."
+    )
+    branches: list[RefPattern] = Field(
+        default_factory=lambda: ["main"],
+        description="Branches whose pushes run the workflow (glob patterns).",
+    )
+    git_tags: list[RefPattern] = Field(
+        default_factory=lambda: ["v*"],
+        description="Git tags whose pushes run the workflow (glob patterns); [] for none.",
+    )
+    cache: Literal["auto", "gha", "config"] = Field(
+        "auto",
+        description="BuildKit cache of the build jobs: the GitHub Actions cache (gha, a scope "
+        "per target and platform), or builds.yaml's own cache: section (config; a registry "
+        "cache by default). auto: gha on GitHub, config on GitLab.",
+    )
+    secrets: list[EnvName] = Field(
+        default_factory=list,
+        description="More secrets the registry login steps get as environment variables of "
+        "the same name (e.g. what a registries login.command needs). The password_env and "
+        "username_env of registries: entries are passed already.",
+    )
+    variables: list[EnvName] = Field(
+        default_factory=list,
+        description="Names that come from GitHub configuration variables (vars.NAME) rather "
+        "than secrets (secrets.NAME).",
+    )
+    gitlab: GitLabCIConfig = Field(
+        default_factory=GitLabCIConfig, description="GitLab CI specifics."
+    )
+
+
+# --- end of ci ---------------------------------------------------------------------------------
+
+
+_SECRET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _secret_id(value: str) -> str:
+    if not _SECRET_ID_RE.match(value):
+        raise ValueError(
+            f"invalid secret id '{value}': letters, digits, '.', '_' and '-' (e.g. pip.conf)"
+        )
+    return value
+
+
+SecretId = Annotated[str, AfterValidator(_secret_id)]
+
+
+class BuildSecret(BaseModel):
+    """Where a build secret comes from: a file or an environment variable, never a value.
+
+    BuildKit mounts it for the RUN steps that ask (``RUN --mount=type=secret,id=ID``); it
+    is not written into any layer, the image's history or the build cache."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str | None = Field(
+        None, description="A file with the secret: absolute, or relative to builds.yaml."
+    )
+    env: EnvName | None = Field(None, description="An environment variable with the secret.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BuildSecret:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give either 'file' or 'env'")
+        return self
+
+
+class TargetConfig(BaseModel):
+    """One image: built from a Dockerfile or a template, for one or more platforms."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    context: str = Field(".", description="Build context folder, relative to builds.yaml.")
+    dockerfile: str | None = Field(
+        None,
+        description="Dockerfile path relative to the context (default: Dockerfile). "
+        "Exclusive with template.",
+    )
+    template: str | None = Field(
+        None,
+        description="Name of a template in templates/ (e.g. 'go'), or a path to a .j2 file "
+        "relative to builds.yaml. Exclusive with dockerfile.",
+    )
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="Variables for the template (StrictUndefined)."
+    )
+    args: dict[str, ScalarStr] = Field(default_factory=dict, description="Build arguments.")
+    platforms: list[PlatformStr] | None = Field(
+        None, description="Platforms for this target; default: the top-level platforms."
+    )
+    tags: list[TagItem] | None = Field(
+        None,
+        min_length=1,
+        description="Tags of the image index: strings and tag rules. Default: defaults.tags, "
+        "else [latest].",
+    )
+    stage: str | None = Field(None, description="Build stage to stop at (--target).")
+    size_budget: ByteSize | None = Field(
+        None,
+        description="Largest compressed image size per platform, e.g. 50MiB or 20MB; a "
+        "bigger image fails the target before any tag is written.",
+    )
+    labels: dict[str, ScalarStr] = Field(default_factory=dict, description="Image labels.")
+    secrets: dict[SecretId, BuildSecret] = Field(
+        default_factory=dict,
+        description="Build secrets by id (buildx --secret), e.g. {pip.conf: {file: pip.conf}} "
+        "or {npmrc: {env: NPMRC}}: package-index credentials that must not end up in the "
+        "image. The templates mount pip.conf and npmrc when given.",
+    )
+    retention: Retention | None = Field(None, description="What mab clean keeps.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TargetConfig:
+        if self.dockerfile is not None and self.template is not None:
+            raise ValueError("give either 'dockerfile' or 'template', not both")
+        return self
+
+
+class CacheConfig(BaseModel):
+    """BuildKit cache, per target and platform (so parallel jobs never share one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["registry", "local", "gha", "inline", "none"] = Field(
+        "registry", description="Where the cache lives."
+    )
+    mode: Literal["min", "max"] = Field(
+        "max", description="max also caches the layers of intermediate (build) stages."
+    )
+    ref: str = Field(
+        "{repository}-buildcache:{platform}",
+        description="registry: the cache ref; {repository}, {target}, {platform} (a slug).",
+    )
+    dir: str = Field(
+        ".mab-cache/{target}/{platform}", description="local: folder, relative to builds.yaml."
+    )
+    scope: str = Field("{target}-{platform}", description="gha: the cache scope.")
+
+
+class BuilderConfig(BaseModel):
+    """A buildx builder and the platforms it serves natively."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="buildx builder name (a docker context name for 'docker').")
+    driver: Literal["docker", "docker-container", "remote", "kubernetes"] = Field(
+        "docker", description="buildx driver."
+    )
+    endpoint: str | None = Field(
+        None,
+        description="docker: the engine (unix:///var/run/docker.sock, tcp://host:2376); "
+        "docker-container: the engine hosting the BuildKit container; remote: the BuildKit "
+        "address (tcp://buildkitd:1234); kubernetes: unused.",
+    )
+    driver_opts: dict[str, ScalarStr] = Field(
+        default_factory=dict, description="buildx --driver-opt KEY=VALUE pairs."
+    )
+    platforms: list[PlatformStr] = Field(
+        min_length=1, description="Platforms this builder runs natively."
+    )
+    emulates: list[PlatformStr] = Field(
+        default_factory=list,
+        description="Platforms it can build under QEMU, used when no builder is native.",
+    )
+
+
+class BuildsConfig(BaseModel):
+    """The whole builds.yaml, version 1."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        title="mab builds.yaml",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    version: Literal[1] = Field(1, description="Format version of this file.")
+    registry: RegistryStr | None = Field(
+        None,
+        description="Where images go, HOST[:PORT][/PATH]. Default: localhost:5000, started "
+        "by mab if nothing answers there.",
+    )
+    platforms: list[PlatformStr] = Field(
+        default_factory=lambda: list(DEFAULT_PLATFORMS),
+        min_length=1,
+        description="Default platforms of every target.",
+    )
+    base_images: dict[str, str] = Field(
+        default_factory=dict,
+        description="Map an image named in FROM to another image (a mirror); passed to buildx "
+        "as named build contexts, so Dockerfiles keep their official names.",
+    )
+    defaults: Defaults = Field(default_factory=Defaults, description="Target defaults.")
+    registries: dict[HostStr, RegistryAuth] = Field(default_factory=dict, description="Logins.")
+    builder: str | None = Field(None, description="buildx builder to use; default: current.")
+    builders: list[BuilderConfig] = Field(
+        default_factory=list,
+        description="Builders to route platforms to: each platform goes to a builder that "
+        "serves it natively, else to one that emulates it (slower).",
+    )
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Build cache.")
+    concurrency: int = Field(4, ge=1, le=64, description="Platform builds run at once.")
+    ci: CIConfig = Field(
+        default_factory=CIConfig,
+        description="The CI workflows mab ci generate writes (runners, install, triggers).",
+    )
+    targets: dict[TargetName, TargetConfig] = Field(
+        min_length=1, description="The images to build, by name."
+    )
+
+    @model_validator(mode="after")
+    def _builders(self) -> BuildsConfig:
+        names = [b.name for b in self.builders]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"builders: name used twice: {', '.join(dupes)}")
+        if self.builder is not None and self.builders:
+            raise ValueError("give either 'builder' or 'builders', not both")
+        return self
+
+
+@dataclass(frozen=True)
+class Project:
+    """A validated builds.yaml with where it came from."""
+
+    path: Path
+    config: BuildsConfig
+    lines: LineMap
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def locate(self, loc: Loc) -> int | None:
+        return self.lines.line_of(loc)
+
+
+def load_project(path: Path) -> Project:
+    """Read, validate and check *path*; raise ConfigError listing every problem found."""
+    path = Path(path)
+    data, lines = load_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [ConfigIssue(path, lines.line_of(()), None, "expected a mapping with 'targets:'")]
+        )
+    try:
+        config = BuildsConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_issue(path, lines, err) for err in exc.errors()]) from None
+    project = Project(path=path, config=config, lines=lines)
+    issues = _check_files(project)
+    if issues:
+        raise ConfigError(issues)
+    return project
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _clean_loc(raw: tuple[Any, ...]) -> Loc:
+    """Drop pydantic's markers from an error location: ``[key]`` and the tag of a tagged
+    union (it follows a list index: ``tags, 0, semver, semver, full`` -> ``tags, 0, semver,
+    full``)."""
+    out: list[str | int] = []
+    for i, part in enumerate(raw):
+        if part == "[key]":
+            continue
+        if i > 0 and isinstance(raw[i - 1], int) and part in ("literal", *RULE_KINDS):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _issue(path: Path, lines: LineMap, err: Any) -> ConfigIssue:
+    loc: Loc = _clean_loc(tuple(err["loc"]))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        valid = _valid_keys(loc[:-1])
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        message = f"unknown key '{key}'"
+        if close:
+            message += f"; did you mean '{close[0]}'?"
+        if valid:
+            message += f" (valid keys: {', '.join(valid)})"
+        return ConfigIssue(path, lines.line_of(loc), _dotted(loc), message)
+    if kind == "missing":
+        return ConfigIssue(path, lines.line_of(loc[:-1]), _dotted(loc), "required field is missing")
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "tag_rule" and isinstance(err.get("input"), dict):
+        keys = [str(k) for k in err["input"] if k not in ("prefix", "suffix")]
+        close = difflib.get_close_matches(keys[0], RULE_KINDS, n=1) if keys else []
+        if close:
+            message += f"; did you mean '{close[0]}'?"
+    if kind.endswith("_type") or kind in {"literal_error", "int_parsing"}:
+        message += f" (got {_short(err.get('input'))})"
+    return ConfigIssue(path, lines.line_of(loc), _dotted(loc) or None, message)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _valid_keys(loc: Loc) -> list[str]:
+    """Field names of the model found at *loc*, walking BuildsConfig's annotations."""
+    current: Any = BuildsConfig
+    parts = list(loc)
+    while True:
+        current = _unwrap(current, str(parts[0]) if parts else None)
+        origin = typing.get_origin(current)
+        if origin in (dict, list) and parts:
+            parts.pop(0)
+            current = typing.get_args(current)[-1 if origin is dict else 0]
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if not parts:
+                return sorted(current.model_fields)
+            field = current.model_fields.get(str(parts.pop(0)))
+            if field is None:
+                return []
+            current = field.annotation
+            continue
+        return []
+
+
+def _unwrap(tp: Any, next_key: str | None = None) -> Any:
+    """Strip Annotated and Optional; of a union of models, pick the one with *next_key*."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [_unwrap(a) for a in typing.get_args(tp) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            fallback = models[0] if models else args[0]  # rules share prefix/suffix
+            tp = next((m for m in models if next_key in m.model_fields), fallback)
+        else:
+            return tp
+
+
+def _check_files(project: Project) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    path, base = project.path, project.base_dir
+    for name, target in project.config.targets.items():
+        tloc: Loc = ("targets", name)
+        context = base / target.context
+        if not context.is_dir():
+            issues.append(
+                ConfigIssue(
+                    path,
+                    project.locate((*tloc, "context")),
+                    _dotted((*tloc, "context")),
+                    f"context folder '{target.context}' does not exist (looked for {context})",
+                )
+            )
+            continue
+        if target.template is not None:
+            if templates.find_template(target.template, base) is None:
+                names = templates.available(base)
+                close = difflib.get_close_matches(target.template, names, n=1)
+                message = f"template '{target.template}' not found"
+                if close:
+                    message += f"; did you mean '{close[0]}'?"
+                message += f" (available: {', '.join(names) or 'none'})"
+                issues.append(
+                    ConfigIssue(
+                        path,
+                        project.locate((*tloc, "template")),
+                        _dotted((*tloc, "template")),
+                        message,
+                    )
+                )
+        else:
+            dockerfile = context / (target.dockerfile or "Dockerfile")
+            if not dockerfile.is_file():
+                issues.append(
+                    ConfigIssue(
+                        path,
+                        project.locate((*tloc, "dockerfile")),
+                        _dotted((*tloc, "dockerfile")),
+                        f"Dockerfile not found: {dockerfile}",
+                    )
+                )
+    return issues
+
+
+def json_schema() -> dict[str, Any]:
+    return BuildsConfig.model_json_schema()

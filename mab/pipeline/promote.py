@@ -1,0 +1,67 @@
+"""Promotion: give an already published index new tags, optionally in another registry,
+without rebuilding. Within one repository the index bytes are written under the new tags,
+so the digest is the same by construction; elsewhere ``imagetools create`` copies blobs
+and index (a carbon copy keeps the digest where the registry allows). Verified like a
+build: declared platforms and every new tag on one index (the labels are those of the
+build being promoted, not of the checkout running the promotion)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mab.engine.whales import Engine
+from mab.errors import PublishError, UsageError
+from mab.pipeline.verify import verify_refs
+from mab.planning.plan import TargetPlan
+from mab.planning.tags import sanitise
+from mab.registry.client import RegistryClient, split_repository
+
+ClientFactory = Callable[[str], RegistryClient]
+
+
+@dataclass(frozen=True)
+class Promotion:
+    source_ref: str
+    source_digest: str
+    refs: tuple[str, ...]
+    digest: str
+
+    @property
+    def digest_kept(self) -> bool:
+        return self.digest == self.source_digest
+
+
+def promote(
+    engine: Engine,
+    target: TargetPlan,
+    source: str,
+    to: Sequence[str],
+    *,
+    to_registry: str | None = None,
+    client: ClientFactory = RegistryClient,
+) -> Promotion:
+    if not to:
+        raise UsageError("name at least one new tag with --to")
+    bad = [t for t in to if sanitise(t) != t]
+    if bad:
+        raise UsageError(f"invalid tag(s): {', '.join(bad)} (use [A-Za-z0-9_.-], max 128)")
+    host, repo = split_repository(target.repository)
+    reference = source if source.startswith("sha256:") else source.lstrip(":")
+    source_ref = f"{target.repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+    dest_repository = f"{to_registry.rstrip('/')}/{target.name}" if to_registry else None
+    with client(host) as registry:
+        manifest = registry.get_manifest(repo, reference)
+        if dest_repository is None or dest_repository == target.repository:
+            dest_repository = target.repository
+            for tag in to:
+                registry.put_manifest(repo, tag, manifest.data, manifest.media_type)
+        else:
+            engine.copy_index(
+                f"{target.repository}@{manifest.digest}", [f"{dest_repository}:{t}" for t in to]
+            )
+    refs = tuple(f"{dest_repository}:{t}" for t in to)
+    verified = verify_refs(engine, target, list(refs), labels=False)
+    if dest_repository == target.repository and verified.digest != manifest.digest:
+        raise PublishError(f"{refs[0]} resolves to {verified.digest}, not {manifest.digest}")
+    return Promotion(source_ref, manifest.digest, refs, verified.digest)

@@ -1,0 +1,286 @@
+"""Reading a registry for people: repositories, tags with what they point at, and one
+image (index or manifest) with its platforms, sizes, created times and annotations.
+
+Everything goes through mab's registry client (mab.registry.client), so auth, TLS trust and
+retries are the same as for pushes. ``mab registry ls/tags/inspect`` print these; ``mab
+clean`` and ``mab registry rm`` decide from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mab.config.models import DEFAULT_REGISTRY
+from mab.errors import RegistryError, UsageError
+from mab.registry.client import INDEX_TYPES, Manifest, RegistryClient
+
+ATTESTATION_TYPE = "attestation-manifest"
+REF_TYPE = "vnd.docker.reference.type"
+REF_DIGEST = "vnd.docker.reference.digest"
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+
+
+@dataclass(frozen=True)
+class Ref:
+    host: str
+    repo: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        if self.digest:
+            return f"{self.host}/{self.repo}@{self.digest}"
+        return f"{self.host}/{self.repo}:{self.tag or 'latest'}"
+
+
+def default_registry() -> str:
+    return os.environ.get("MAB_DEFAULT_REGISTRY") or DEFAULT_REGISTRY
+
+
+def _looks_like_host(part: str) -> bool:
+    return "." in part or ":" in part or part == "localhost"
+
+
+def split_registry(text: str) -> tuple[str, str]:
+    """``localhost:5000/demo`` -> (``localhost:5000``, ``demo``); a bare path gets the
+    default registry."""
+    text = text.strip().rstrip("/")
+    first, _, rest = text.partition("/")
+    if _looks_like_host(first):
+        return first, rest
+    return default_registry().split("/", 1)[0], text
+
+
+def parse_ref(text: str, *, want_reference: bool = True) -> Ref:
+    """``HOST/REPO[:TAG|@DIGEST]``; without a host, the default registry's."""
+    body, at, digest = text.strip().partition("@")
+    tag: str | None = None
+    if "/" in body:
+        head, _, last = body.rpartition("/")
+        if ":" in last:
+            last, _, tag = last.partition(":")
+        host, repo = split_registry(f"{head}/{last}")
+    else:  # a bare repository of the default registry, maybe with a tag
+        repo, _, tag_text = body.partition(":")
+        if ("." in repo or repo == "localhost") and (not tag_text or tag_text.isdigit()):
+            repo = ""  # a registry host alone
+        host, tag = default_registry().split("/", 1)[0], tag_text or None
+    if not repo:
+        raise UsageError(f"'{text}' names no repository (write HOST/REPO[:TAG|@sha256:...])")
+    if at and not digest.startswith("sha256:"):
+        raise UsageError(f"'{text}': a digest is sha256:<64 hex digits>")
+    if not want_reference and (tag or at):
+        raise UsageError(f"'{text}': give a repository, without a tag or digest")
+    return Ref(host, repo, tag, digest or None)
+
+
+@contextmanager
+def client(host: str) -> Iterator[RegistryClient]:
+    with RegistryClient(host) as registry:
+        yield registry
+
+
+# --- tags ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    tag: str
+    digest: str
+    media_type: str
+    kind: str  # "index" or "manifest"
+    platforms: tuple[str, ...]
+    children: tuple[str, ...] = ()  # digests an index references (attestations included)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["platforms"] = list(self.platforms)
+        data["children"] = list(self.children)
+        return data
+
+
+def platform_string(platform: dict[str, Any] | None) -> str | None:
+    if not platform:
+        return None
+    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
+    return "/".join(str(p) for p in parts if p)
+
+
+def is_attestation(entry: dict[str, Any]) -> bool:
+    annotations = entry.get("annotations") or {}
+    if annotations.get(REF_TYPE) == ATTESTATION_TYPE:
+        return True
+    return (entry.get("platform") or {}).get("os") == "unknown"
+
+
+def describe(tag: str, manifest: Manifest, registry: RegistryClient, repo: str) -> TagInfo:
+    document = manifest.json()
+    if manifest.media_type in INDEX_TYPES or "manifests" in document:
+        entries = document.get("manifests") or []
+        platforms = tuple(
+            p
+            for e in entries
+            if not is_attestation(e) and (p := platform_string(e.get("platform")))
+        )
+        children = tuple(str(e["digest"]) for e in entries if e.get("digest"))
+        return TagInfo(tag, manifest.digest, manifest.media_type, "index", platforms, children)
+    config = _config_of(registry, repo, document)
+    platform = platform_string(config)
+    return TagInfo(
+        tag,
+        manifest.digest,
+        manifest.media_type,
+        "manifest",
+        (platform,) if platform else (),
+    )
+
+
+def list_tags(registry: RegistryClient, repo: str) -> list[TagInfo]:
+    """Every tag of *repo* with the index or manifest it points at."""
+    cache: dict[str, Manifest] = {}
+    out: list[TagInfo] = []
+    for tag in sorted(registry.list_tags(repo)):
+        try:
+            manifest = registry.get_manifest(repo, tag)
+        except RegistryError as exc:
+            if "manifest unknown" in exc.message:
+                continue  # deleted between the listing and now
+            raise
+        cache.setdefault(manifest.digest, manifest)
+        out.append(describe(tag, cache[manifest.digest], registry, repo))
+    return out
+
+
+# --- one image ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One manifest of an index (or the single manifest of a plain image)."""
+
+    digest: str
+    media_type: str
+    platform: str | None
+    size: int  # compressed: the sum of the layer sizes the manifest declares
+    layers: int
+    created: str | None
+    annotations: dict[str, str] = field(default_factory=dict)
+    attestation_for: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageDetails:
+    ref: str
+    digest: str
+    media_type: str
+    kind: str
+    annotations: dict[str, str]
+    images: list[ImageEntry]
+    attestations: list[ImageEntry]
+
+    @property
+    def size(self) -> int:
+        return sum(i.size for i in self.images)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["size"] = self.size
+        return data
+
+
+def _config_of(registry: RegistryClient, repo: str, document: dict[str, Any]) -> dict[str, Any]:
+    config = document.get("config") or {}
+    digest = config.get("digest")
+    if not digest:
+        return {}
+    try:
+        data = json.loads(registry.get_blob(repo, str(digest)))
+    except (RegistryError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _entry(
+    registry: RegistryClient,
+    repo: str,
+    digest: str,
+    descriptor: dict[str, Any],
+) -> ImageEntry:
+    manifest = registry.get_manifest(repo, digest)
+    document = manifest.json()
+    layers = document.get("layers") or []
+    annotations = {**(descriptor.get("annotations") or {}), **(document.get("annotations") or {})}
+    attestation = is_attestation(descriptor)
+    config = {} if attestation else _config_of(registry, repo, document)
+    platform = platform_string(descriptor.get("platform")) or platform_string(config)
+    return ImageEntry(
+        digest=digest,
+        media_type=manifest.media_type,
+        platform=None if attestation else platform,
+        size=sum(int(layer.get("size", 0)) for layer in layers),
+        layers=len(layers),
+        created=config.get("created") or annotations.get(CREATED_ANNOTATION),
+        annotations={str(k): str(v) for k, v in annotations.items()},
+        attestation_for=annotations.get(REF_DIGEST) if attestation else None,
+    )
+
+
+def inspect(registry: RegistryClient, ref: Ref) -> ImageDetails:
+    top = registry.get_manifest(ref.repo, ref.reference)
+    document = top.json()
+    annotations = {str(k): str(v) for k, v in (document.get("annotations") or {}).items()}
+    if top.media_type in INDEX_TYPES or "manifests" in document:
+        entries = [
+            _entry(registry, ref.repo, str(d["digest"]), d) for d in document.get("manifests") or []
+        ]
+        return ImageDetails(
+            ref=str(ref),
+            digest=top.digest,
+            media_type=top.media_type,
+            kind="index",
+            annotations=annotations,
+            images=[e for e in entries if e.attestation_for is None and e.platform is not None],
+            attestations=[
+                e for e in entries if e.attestation_for is not None or e.platform is None
+            ],
+        )
+    single = _entry(registry, ref.repo, top.digest, {"mediaType": top.media_type})
+    return ImageDetails(
+        ref=str(ref),
+        digest=top.digest,
+        media_type=top.media_type,
+        kind="manifest",
+        annotations=annotations,
+        images=[single],
+        attestations=[],
+    )
+
+
+def created_of(registry: RegistryClient, repo: str, info: TagInfo) -> str | None:
+    """When the image a tag points at was built: the index's created annotation, else the
+    config ``created`` of its first platform image (of the manifest itself)."""
+    manifest = registry.get_manifest(repo, info.digest)
+    document = manifest.json()
+    stamp = (document.get("annotations") or {}).get(CREATED_ANNOTATION)
+    if stamp:
+        return str(stamp)
+    if info.kind == "manifest":
+        created = _config_of(registry, repo, document).get("created")
+        return str(created) if created else None
+    for entry in document.get("manifests") or []:
+        if is_attestation(entry):
+            continue
+        child = registry.get_manifest(repo, str(entry["digest"])).json()
+        created = _config_of(registry, repo, child).get("created")
+        if created:
+            return str(created)
+    return None
