@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mab import proc
 from mab.errors import RegistryError, UsageError
+from mab.secrets import REDACTED, redact, remember_secret
 
 if TYPE_CHECKING:
     from mab.config.models import BuildsConfig, RegistryAuth
@@ -41,32 +42,6 @@ _HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 IDENTITY_TOKEN_USER = "<token>"  # noqa: S105 - docker's marker user name, not a secret
 _HELPER_TIMEOUT = 60.0
 _COMMAND_TIMEOUT = 300.0
-REDACTED = "********"
-
-
-# --- redaction ----------------------------------------------------------------------------
-
-_known_secrets: set[str] = set()
-_lock = threading.Lock()
-
-
-def remember_secret(secret: str, username: str | None = None) -> None:
-    """Have ``redact`` hide *secret* (and docker's base64 ``user:secret``) from now on."""
-    if len(secret) < 3:
-        return
-    with _lock:
-        _known_secrets.add(secret)
-        if username is not None:
-            _known_secrets.add(base64.b64encode(f"{username}:{secret}".encode()).decode())
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """*text* with every known secret (and every one in *secrets*) replaced by stars."""
-    with _lock:
-        every = {*_known_secrets, *(s for s in secrets if len(s) >= 3)}
-    for secret in sorted(every, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 # --- reading what docker stored -----------------------------------------------------------
