@@ -23,7 +23,6 @@ import os
 import re
 import shlex
 import subprocess
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
