@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from mab.errors import UsageError
+
 # Stacks in detection order: the first whose files are present wins.
 DETECTED_BY: dict[str, str] = {
     "go": "go.mod",
@@ -292,3 +294,37 @@ def dockerignore(template: str) -> str:
 def undetected_message(folder: Path) -> str:
     listing = "; ".join(f"{t} ({files})" for t, files in DETECTED_BY.items())
     return f"no known stack in {folder}: templates and the files that select them: {listing}"
+
+
+def plan_files(
+    folder: Path, template: str | None, force: bool
+) -> tuple[Detection, dict[Path, str]]:
+    """What init would write, checked: a UsageError for an unknown stack or a file that
+    exists without --force."""
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder")
+    if template is not None and template not in TEMPLATES:
+        raise UsageError(
+            f"unknown template '{template}'",
+            hint="templates: " + ", ".join(TEMPLATES),
+        )
+    try:
+        detection = detect(folder, template)
+    except NotDetected:
+        raise UsageError(
+            undetected_message(folder),
+            hint="pick one with --template NAME",
+        ) from None
+    files = {
+        folder / "builds.yaml": builds_yaml(folder, detection),
+        folder / ".dockerignore": dockerignore(detection.template),
+    }
+    existing = [path for path in files if path.exists()]
+    if existing and not force:
+        names = ", ".join(str(p) for p in existing)
+        raise UsageError(
+            f"{names} already {'exists' if len(existing) == 1 else 'exist'}; not overwritten "
+            "(nothing written)",
+            hint="rerun with --force to replace it",
+        )
+    return detection, files

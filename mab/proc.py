@@ -1,15 +1,37 @@
-"""The one place mab runs a program other than docker (docker goes through engine.py),
-in the foreground (``call``, ``run``) or detached for good (``spawn_detached``).
+"""The one place mab runs a program other than docker (docker goes through
+``mab.engine.whales``), in the foreground (``call``, ``run``) or detached for good
+(``spawn_detached``).
 
 Arguments are passed as a list (no shell). Output is captured. Secrets go in on stdin,
 never in the argument list.
+
+``echo``: under ``--verbose`` every process mab runs (here, and the docker CLI calls the
+engine adapter makes) is printed once as ``+ command``, redacted and shell-quoted, so a
+user can rerun a failing call by hand (as cibuildwheel's ``call()`` does).
 """
 
 from __future__ import annotations
 
+import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from mab.secrets import redact
+
+_echo: Callable[[str], None] | None = None
+
+
+def set_echo(printer: Callable[[str], None] | None) -> None:
+    """Send ``+ command`` lines to *printer* from now on (None: stop)."""
+    global _echo  # noqa: PLW0603 - one switch for the whole process, set by the CLI
+    _echo = printer
+
+
+def echo(argv: Sequence[str]) -> None:
+    """Print ``+ argv`` (redacted) when echoing is on."""
+    if _echo is not None:
+        _echo("+ " + redact(shlex.join(str(a) for a in argv)))
 
 
 class ProcessFailed(Exception):
@@ -36,6 +58,7 @@ def call(
 ) -> subprocess.CompletedProcess[str]:
     """Run *argv*; its exit code is the caller's to judge. Without *stdin* the program
     reads nothing (it never inherits mab's terminal)."""
+    echo(argv)
     try:
         if stdin is None:
             return subprocess.run(
@@ -79,6 +102,7 @@ def run(
 def spawn_detached(argv: Sequence[str], log: Path) -> int:
     """Start *argv* in its own session, outliving mab, with its output appended to *log*;
     return its pid. For servers mab starts and leaves running (the local registry)."""
+    echo(argv)
     with log.open("ab") as out:
         try:
             process = subprocess.Popen(

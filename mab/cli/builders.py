@@ -1,40 +1,33 @@
-"""``mab builders``: the declared builders, their native and emulated platforms and state;
-``mab builders create`` creates the declared ones that are missing (idempotent)."""
+"""``mab builders`` and ``mab builders create``."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from mab.cli.console import console
-from mab.cli.guard import fail as _fail
-from mab.config.models import BuilderConfig, load_project
-from mab.errors import MabError
+from mab import api
+from mab.cli.console import err, out
+from mab.cli.guard import command, guarded
+from mab.cli.options import FileOpt
+from mab.config.models import load_project
 
-app = typer.Typer(
+builders_app = typer.Typer(
     name="builders",
     help="List the builders of builds.yaml with their platforms and state; create missing ones.",
     invoke_without_command=True,
     no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
-FileOpt = Annotated[Path, typer.Option("--file", "-f", help="The builds.yaml to use.")]
 
-
-def _declared(file: Path) -> list[BuilderConfig]:
-    try:
-        return list(load_project(file).config.builders)
-    except MabError as error:
-        _fail(error)
-
-
-@app.callback()
 def builders(
     ctx: typer.Context,
     file: FileOpt = Path("builds.yaml"),
@@ -44,69 +37,39 @@ def builders(
     platforms it offers; offered but not native means emulated)."""
     if ctx.invoked_subcommand is not None:
         return
-    from mab.engine.whales import Engine
-
-    declared = _declared(file)
-    try:
-        known = {b.name: b for b in Engine().builders()}
-    except MabError as error:
-        _fail(error)
-    rows: list[dict[str, Any]] = []
-    names = [b.name for b in declared] or list(known)
-    for name in names:
-        spec = next((b for b in declared if b.name == name), None)
-        info = known.get(name)
-        native = list(spec.platforms) if spec else []
-        offered = list(info.platforms) if info else []
-        rows.append(
-            {
-                "name": name,
-                "driver": spec.driver if spec else (info.driver if info else ""),
-                "endpoint": spec.endpoint if spec else None,
-                "native": native,
-                "emulated": [p for p in offered if native and p not in native],
-                "offered": offered,
-                "state": info.status if info else "missing (mab builders create)",
-            }
-        )
+    rows = api.builders(load_project(file), api.docker_engine())
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
         return
     table = Table(title="builders", title_justify="left")
     for column in ("name", "driver", "endpoint", "native", "emulated / offered", "state"):
         table.add_column(column)
     for row in rows:
-        shown = row["emulated"] if row["native"] else row["offered"]
+        shown = row.emulated if row.native else row.offered
         table.add_row(
-            str(row["name"]),
-            str(row["driver"]),
-            str(row["endpoint"] or "-"),
-            ", ".join(row["native"]) or "-",
+            row.name,
+            row.driver,
+            row.endpoint or "-",
+            ", ".join(row.native) or "-",
             ", ".join(shown) or "-",
-            str(row["state"]),
+            row.state,
         )
-    console.print(table)
+    out.print(table)
 
 
-@app.command()
+builders_app.callback()(guarded(builders))
+
+
+@command(builders_app)
 def create(file: FileOpt = Path("builds.yaml")) -> None:
     """Create the builders builds.yaml declares that buildx does not know yet."""
-    from mab.engine.whales import Engine
-
-    declared = _declared(file)
-    if not declared:
-        console.print("builds.yaml declares no builders: nothing to create")
+    project = load_project(file)
+    if not project.config.builders:
+        err.print("builds.yaml declares no builders: nothing to create")
         return
-    engine = Engine()
-    try:
-        known = {b.name for b in engine.builders()}
-        for spec in declared:
-            if spec.name in known:
-                console.print(f"{spec.name}: exists")
-                continue
-            engine.create_builder(
-                spec.name, spec.driver, spec.endpoint, dict(spec.driver_opts), list(spec.platforms)
-            )
-            console.print(Text(f"{spec.name}: created ({spec.driver} driver)", style="green"))
-    except MabError as error:
-        _fail(error)
+    for name, created in api.create_builders(project, api.docker_engine()):
+        if created:
+            driver = next(b.driver for b in project.config.builders if b.name == name)
+            err.print(Text(f"{name}: created ({driver} driver)", style="green"))
+        else:
+            err.print(f"{name}: exists")

@@ -5,7 +5,6 @@ and prints: JSON on stdout, messages on stderr through the one console."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from enum import StrEnum
@@ -16,9 +15,11 @@ import typer
 from rich.text import Text
 
 from mab.ci import generate as ci
-from mab.cli.console import console
-from mab.cli.guard import guard as _guard
-from mab.config.models import DEFAULT_REGISTRY, Project, load_project
+from mab.cli.console import err
+from mab.cli.guard import command
+from mab.cli.options import FileOpt, TargetOpt
+from mab.config.defaults import default_registry
+from mab.config.models import Project, load_project
 from mab.errors import UsageError
 
 ci_app = typer.Typer(
@@ -28,6 +29,7 @@ ci_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -41,14 +43,6 @@ class ProviderChoice(StrEnum):
     gitlab = "gitlab"
 
 
-FileOpt = Annotated[Path, typer.Option("--file", "-f", help="The builds.yaml to use.")]
-TargetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--target", "-t", help="Only this target (repeatable).", show_default=False),
-]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
-
-
 def repository_root(path: Path) -> Path:
     """The git work tree holding *path* (CI jobs start there), else *path*'s folder."""
     start = path.resolve().parent
@@ -59,10 +53,10 @@ def repository_root(path: Path) -> Path:
 
 
 def _registry(project: Project) -> str:
-    return project.config.registry or os.environ.get("MAB_DEFAULT_REGISTRY") or DEFAULT_REGISTRY
+    return project.config.registry or default_registry()
 
 
-@ci_app.command()
+@command(ci_app)
 def matrix(
     per: Annotated[
         PerChoice,
@@ -81,7 +75,6 @@ def matrix(
         ),
     ] = None,
     pretty: Annotated[bool, typer.Option("--pretty", help="Indent the JSON.")] = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Print the build matrix as JSON on stdout, for strategy.matrix.include.
 
@@ -91,11 +84,8 @@ def matrix(
     runner needs QEMU for the platform) and artifact (the digest artifact's name).
     """
 
-    def work() -> list[ci.MatrixEntry]:
-        project = load_project(file)
-        return ci.matrix(project.config, per.value, target or (), platform or ())
-
-    entries = _guard(debug, work)
+    project = load_project(file)
+    entries = ci.matrix(project.config, per.value, target or (), platform or ())
     data = ci.matrix_json(entries)
     if pretty:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -122,7 +112,7 @@ def _regenerate(
     return shlex.join([*words, "--force"])
 
 
-@ci_app.command()
+@command(ci_app)
 def generate(
     provider: Annotated[
         ProviderChoice, typer.Argument(help="github (Actions workflow) or gitlab (.gitlab-ci.yml).")
@@ -142,7 +132,6 @@ def generate(
     ] = False,
     file: FileOpt = Path("builds.yaml"),
     target: TargetOpt = None,
-    debug: DebugOpt = False,
 ) -> None:
     """Write a GitHub Actions workflow or a .gitlab-ci.yml that runs mab.
 
@@ -179,12 +168,12 @@ def generate(
         path.write_text(result.text, encoding="utf-8")
         return result, path, True
 
-    result, path, written = _guard(debug, work)
+    result, path, written = work()
     for note in result.notes:
-        console.print(Text(f"note: {note}", style="yellow"))
+        err.print(Text(f"note: {note}", style="yellow"))
     if path is None:
         sys.stdout.write(result.text)
         return
     jobs = ", ".join(str(e.platform) for e in result.jobs)
     what = "wrote" if written else "up to date:"
-    console.print(Text(f"{what} {path} (build jobs for {jobs}, then merge)", style="green"))
+    err.print(Text(f"{what} {path} (build jobs for {jobs}, then merge)", style="green"))

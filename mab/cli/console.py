@@ -1,5 +1,7 @@
-"""The one rich console. Human-facing output (progress, tables, errors) goes to stderr;
-machine output (JSON, rendered Dockerfiles) goes to stdout, written by the CLI."""
+"""The two rich consoles. Results (tables, lists) go to stdout through ``out``, so they
+can be piped and redirected; progress, warnings and errors go to stderr through ``err``
+(as docker, buildx and git do). JSON and rendered Dockerfiles are written to stdout as
+plain text. Colour only on a terminal; rich honours ``NO_COLOR``."""
 
 from __future__ import annotations
 
@@ -8,10 +10,15 @@ import sys
 
 from rich.console import Console
 
-# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; logs are wider.
-_WIDTH = None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160
 
-console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+def _width(stream: object) -> int | None:
+    # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; logs are wider.
+    tty = getattr(stream, "isatty", lambda: False)()
+    return None if tty or os.environ.get("COLUMNS") else 160
+
+
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
 
 
 def in_ci() -> bool:
@@ -20,4 +27,4 @@ def in_ci() -> bool:
 
 def live_display() -> bool:
     """Animate progress only on a real terminal outside CI; elsewhere print one line per event."""
-    return console.is_terminal and not in_ci()
+    return err.is_terminal and not in_ci()

@@ -5,23 +5,9 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from mab.pipeline.results import JobStatus, RunReport
+from mab.oci import short_digest
+from mab.pipeline.results import JobStatus, RunReport, human_size
 from mab.planning.plan import Plan
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
-def short_digest(digest: str | None) -> str:
-    return digest[:19] if digest else "-"
 
 
 def plan_table(plan: Plan) -> Table:

@@ -1,8 +1,10 @@
-"""The engine adapter: the one module that talks to python-on-whales (and so to docker).
+"""The engine adapter: the one module that imports python-on-whales (and so drives docker).
 
-Everything else in mab speaks in mab's own types (``BuildRequest``, ``RemoteIndex`` ...)
-and mab's own errors. python-on-whales exceptions are caught here and translated, with
-the useful tail of the docker CLI's stderr kept and the rest dropped.
+``DockerEngine`` implements ``mab.engine.base.Engine``. Everything else in mab speaks in
+mab's own types (``BuildRequest``, ``oci.RemoteManifest`` ...) and mab's own errors:
+python-on-whales exceptions are caught here and translated, with the useful tail of the
+docker CLI's stderr kept and the rest dropped. Each docker CLI call is echoed (redacted)
+through ``mab.proc``'s echo hook, so ``--verbose`` shows what to rerun by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,107 +25,11 @@ from python_on_whales import DockerClient, DockerException
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.utils import run as _run
 
+from mab import proc
+from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest, count_steps
 from mab.errors import BuildError, EngineError, MabError, PublishError, RegistryError
-from mab.platforms import Platform
+from mab.oci import RemoteManifest
 from mab.registry.credentials import login_failure
-
-INDEX_MEDIA_TYPES = frozenset(
-    {
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    }
-)
-ATTESTATION_REF_TYPE = "vnd.docker.reference.type"
-
-
-@dataclass(frozen=True)
-class BuildRequest:
-    """One platform image to build and push by digest into *repository*."""
-
-    context: Path
-    dockerfile: Path
-    platform: Platform
-    repository: str
-    build_args: Mapping[str, str] = field(default_factory=dict)
-    build_contexts: Mapping[str, str] = field(default_factory=dict)
-    labels: Mapping[str, str] = field(default_factory=dict)
-    stage: str | None = None
-    builder: str | None = None
-    no_cache: bool = False
-    cache_from: tuple[Mapping[str, str], ...] = ()
-    cache_to: Mapping[str, str] | None = None
-    # buildx's docker driver is addressed by docker context, not --builder
-    docker_context: str | None = None
-    # buildx --secret specs: references (id=ID,src=FILE / id=ID,env=NAME), never values
-    secrets: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class BuildOutcome:
-    digest: str
-    cached_steps: int  # Dockerfile steps BuildKit answered from cache
-    steps: int  # Dockerfile steps in the build
-    build_ref: str = ""  # BUILDER/NODE/ID, as `docker buildx history` knows it
-
-
-_STEP_RE = re.compile(r"^#(\d+) \[[^\]]*?\b\d+/\d+\]")
-_CACHED_RE = re.compile(r"^#(\d+) CACHED\b")
-
-
-def count_steps(log: list[str]) -> tuple[int, int]:
-    """(cached, total) Dockerfile steps in a BuildKit plain-progress log."""
-    steps = {m.group(1) for line in log if (m := _STEP_RE.match(line))}
-    cached = {m.group(1) for line in log if (m := _CACHED_RE.match(line))}
-    return len(steps & cached), len(steps)
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    platform: Platform | None
-    annotations: Mapping[str, str]
-
-    @property
-    def is_attestation(self) -> bool:
-        if self.annotations.get(ATTESTATION_REF_TYPE) == "attestation-manifest":
-            return True
-        return self.platform is not None and self.platform.os == "unknown"
-
-
-@dataclass(frozen=True)
-class RemoteManifest:
-    """What the registry serves for a reference: an index, or a single image manifest."""
-
-    ref: str
-    digest: str
-    media_type: str
-    manifests: tuple[Descriptor, ...]
-    annotations: Mapping[str, str]
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_MEDIA_TYPES
-
-    @property
-    def images(self) -> tuple[Descriptor, ...]:
-        """Index entries that are platform images (attestation entries set aside)."""
-        return tuple(d for d in self.manifests if not d.is_attestation)
-
-
-@dataclass(frozen=True)
-class BuilderInfo:
-    name: str
-    driver: str
-    platforms: tuple[str, ...]
-    status: str
-    local: bool = False  # its BuildKit runs on this machine (docker driver, local socket)
-
-    @property
-    def pushes_by_digest(self) -> bool:
-        """buildx's docker driver cannot push by digest; every other driver can."""
-        return self.driver != "docker"
 
 
 def _builder_info(builder: Any) -> BuilderInfo:
@@ -141,6 +46,52 @@ def _builder_info(builder: Any) -> BuilderInfo:
         status=status,
         local=builder.driver in ("docker", "docker-container") and endpoint.startswith("unix://"),
     )
+
+
+def _create_argv(
+    name: str,
+    driver: str,
+    endpoint: str | None,
+    driver_opts: Mapping[str, str],
+    platforms: list[str],
+) -> list[str]:
+    """The docker CLI command ``create_builder`` amounts to, for the echo."""
+    if driver == "docker":
+        host = endpoint or "unix:///var/run/docker.sock"
+        return ["docker", "context", "create", name, "--docker", f"host={host}"]
+    argv = ["docker", "buildx", "create", "--name", name, "--driver", driver]
+    argv += [f"--driver-opt={k}={v}" for k, v in driver_opts.items()]
+    argv += [f"--platform={p}" for p in platforms]
+    return argv + ([endpoint] if endpoint else [])
+
+
+def _build_argv(request: BuildRequest, output: Mapping[str, str], metadata: Path) -> list[str]:
+    """The ``docker buildx build`` command python-on-whales runs for *request*, for the
+    echo (build args are echoed: they are not secret; secrets are ids and references)."""
+    argv = ["docker"]
+    if request.docker_context:
+        argv += ["--context", request.docker_context]
+    argv += ["buildx", "build", "--progress=plain", f"--platform={request.platform}"]
+    if request.builder:
+        argv.append(f"--builder={request.builder}")
+    argv += ["--file", str(request.dockerfile)]
+    if request.stage:
+        argv.append(f"--target={request.stage}")
+    argv += [f"--build-arg={k}={v}" for k, v in request.build_args.items()]
+    argv += [f"--build-context={k}={v}" for k, v in request.build_contexts.items()]
+    argv += [f"--label={k}={v}" for k, v in request.labels.items()]
+    argv += [f"--secret={s}" for s in request.secrets]
+    if request.no_cache:
+        argv.append("--no-cache")
+    argv += ["--cache-from=" + _csv(c) for c in request.cache_from]
+    if request.cache_to:
+        argv.append("--cache-to=" + _csv(request.cache_to))
+    argv += ["--output=" + _csv(output), f"--metadata-file={metadata}", str(request.context)]
+    return argv
+
+
+def _csv(spec: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in spec.items())
 
 
 def _tail(text: str | None, lines: int = 15) -> str:
@@ -182,7 +133,7 @@ def _checks_unavailable(stderr: str) -> str:
     return f"buildx build checks unavailable: {reason}"
 
 
-class Engine:
+class DockerEngine:
     """Docker engine + buildx, driven through python-on-whales."""
 
     def __init__(self, docker: DockerClient | None = None) -> None:
@@ -208,6 +159,7 @@ class Engine:
 
     def server_version(self) -> str:
         try:
+            proc.echo(["docker", "version"])
             version = self._docker.version()
         except ClientNotFoundError:
             raise EngineError(
@@ -226,6 +178,7 @@ class Engine:
         """Whether the engine (of docker *context*, default the current) stores images in
         containerd, which buildx's docker driver needs for multi-platform work."""
         docker = DockerClient(context=context) if context else self._docker
+        proc.echo(["docker", *(["--context", context] if context else []), "info"])
         with self._translate(f"docker info{f' (context {context})' if context else ''}"):
             info = docker.info()
         for pair in info.driver_status or []:
@@ -235,6 +188,7 @@ class Engine:
 
     def builders(self) -> list[BuilderInfo]:
         """Every buildx builder this client knows, with what its nodes report."""
+        proc.echo(["docker", "buildx", "ls"])
         with self._translate("cannot list buildx builders"):
             found = self._docker.buildx.list()
         return [_builder_info(b) for b in found]
@@ -250,6 +204,7 @@ class Engine:
         """Create a builder: a docker context for the docker driver (buildx names docker
         driver builders after contexts), else ``docker buildx create``."""
         with self._translate(f"cannot create builder '{name}'", EngineError):
+            proc.echo(_create_argv(name, driver, endpoint, driver_opts, platforms))
             if driver == "docker":
                 host = endpoint or "unix:///var/run/docker.sock"
                 self._docker.context.create(name, docker={"host": host})
@@ -264,12 +219,14 @@ class Engine:
 
     def builder(self, name: str | None) -> BuilderInfo:
         try:
+            proc.echo(["docker", "buildx", "version"])
             self._docker.buildx.version()
         except DockerException as exc:
             raise EngineError(
                 "the docker buildx plugin is missing or broken: " + _first_error_line(exc.stderr),
                 hint="install buildx into ~/.docker/cli-plugins (scripts/engine-up does it here)",
             ) from exc
+        proc.echo(["docker", "buildx", "inspect", "--bootstrap", *([name] if name else [])])
         with self._translate(f"cannot use buildx builder '{name or 'current'}'"):
             builder = self._docker.buildx.inspect(name, bootstrap=True)
         return _builder_info(builder)
@@ -310,6 +267,7 @@ class Engine:
                     if request.docker_context
                     else self._docker
                 )
+                proc.echo(_build_argv(request, output, metadata))
                 stream: Iterator[str] = docker.buildx.build(
                     request.context,
                     file=request.dockerfile,
@@ -387,6 +345,7 @@ class Engine:
         for key, value in (build_contexts or {}).items():
             args += ["--build-context", f"{key}={value}"]
         args.append(str(context))
+        proc.echo(args)
         try:
             out = _run(args, return_stderr=False)
         except DockerException as exc:
@@ -407,6 +366,7 @@ class Engine:
         """Config labels of every platform image under *ref*, by platform string."""
         cmd = self._docker.buildx.imagetools.docker_cmd
         args = [*cmd, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Image}}"]
+        proc.echo(args)
         with self._translate(f"cannot read image configs of {ref}", RegistryError):
             data = json.loads(_retrying(lambda: _run(args, return_stderr=False)))
         if "config" in data:  # a single image, not an index
@@ -418,6 +378,9 @@ class Engine:
     def copy_index(self, source: str, targets: list[str]) -> None:
         """Copy an image index, blobs included, to other refs (``imagetools create`` with
         one source: a carbon copy, so the digest is kept). Works across registries."""
+        proc.echo(
+            ["docker", "buildx", "imagetools", "create", *(f"--tag={t}" for t in targets), source]
+        )
         with self._translate(f"cannot copy {source}", PublishError):
             _retrying(
                 lambda: self._docker.buildx.imagetools.create(sources=[source], tags=list(targets)),
@@ -430,33 +393,97 @@ class Engine:
         annotations, and the index's annotations: one call answers everything checked."""
         cmd = self._docker.buildx.imagetools.docker_cmd
         args = [*cmd, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"]
+        proc.echo(args)
         with self._translate(f"cannot inspect {ref}", RegistryError):
             desc = json.loads(_retrying(lambda: _run(args, return_stderr=False)))
-        manifests = tuple(
-            Descriptor(
-                media_type=str(m.get("mediaType", "")),
-                digest=str(m.get("digest", "")),
-                size=int(m.get("size", 0)),
-                platform=(
-                    Platform.from_oci(
-                        m["platform"].get("os"),
-                        m["platform"].get("architecture"),
-                        m["platform"].get("variant"),
-                    )
-                    if m.get("platform")
-                    else None
-                ),
-                annotations=dict(m.get("annotations") or {}),
+        return RemoteManifest.from_json(ref, desc)
+
+    # --- docker's credential store ------------------------------------------------------
+
+    def login(self, server: str, username: str, password: str) -> str:
+        """``docker login`` with the password on stdin: never in the argument list, which
+        other users can read in ``ps``. docker stores it where it stores every login
+        (config.json or its credential helper). Returns docker's last line ("Login
+        Succeeded").
+
+        Not ``DockerClient.login``: it also uses ``--password-stdin``, but lets docker's
+        stderr through uncaptured, so a failure could not be turned into one line with a fix.
+        """
+        args = [*self._docker.docker_cmd, "login", "--username", username, "--password-stdin"]
+        proc.echo([*args, server])
+        try:
+            out, err = _run([*args, server], input=password.encode(), return_stderr=True)
+        except ClientNotFoundError:
+            raise EngineError(
+                "the docker CLI was not found on PATH",
+                hint="install the docker client (mab logs in through it)",
+            ) from None
+        except DockerException as exc:
+            raise login_failure(server, username, exc.stderr or "", password) from None
+        lines = [line for line in f"{out}\n{err}".splitlines() if line.strip()]
+        return lines[-1] if lines else "Login Succeeded"
+
+    def logout(self, server: str) -> None:
+        proc.echo([*self._docker.docker_cmd, "logout", server])
+        with self._translate(f"docker logout {server}", RegistryError):
+            self._docker.logout(server)
+
+    # --- the registry image, where no registry binary is installed ------------------------
+
+    def run_registry(self, name: str, port: int, folder: Path) -> str:
+        """Run the distribution registry image on 127.0.0.1:*port* with its state folder
+        mounted at /mab (its config.yml names paths there). Returns the container id."""
+        proc.echo(
+            [
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                name,
+                "-p",
+                f"127.0.0.1:{port}:5000",
+                "-v",
+                f"{folder}:{REGISTRY_MOUNT}",
+                REGISTRY_IMAGE,
+                f"{REGISTRY_MOUNT}/config.yml",
+            ]
+        )
+        with self._translate(f"cannot start {REGISTRY_IMAGE} on port {port}", RegistryError):
+            container = self._docker.run(
+                REGISTRY_IMAGE,
+                [f"{REGISTRY_MOUNT}/config.yml"],
+                detach=True,
+                name=name,
+                publish=[(f"127.0.0.1:{port}", 5000)],
+                volumes=[(str(folder), REGISTRY_MOUNT)],
+                restart="unless-stopped",
             )
-            for m in desc.get("manifests") or []
+        return str(getattr(container, "id", container))
+
+    def remove_container(self, name: str) -> None:
+        proc.echo(["docker", "rm", "-f", name])
+        with self._translate(f"cannot remove container {name}", RegistryError):
+            self._docker.container.remove(name, force=True)
+
+    def registry_gc(self, folder: Path) -> str:
+        """``registry garbage-collect`` in the registry image, on the mounted state folder."""
+        command = ["garbage-collect", f"{REGISTRY_MOUNT}/config.yml"]
+        proc.echo(
+            ["docker", "run", "--rm", "-v", f"{folder}:{REGISTRY_MOUNT}", REGISTRY_IMAGE, *command]
         )
-        return RemoteManifest(
-            ref=ref,
-            digest=str(desc.get("digest", "")),
-            media_type=str(desc.get("mediaType", "")),
-            manifests=manifests,
-            annotations=dict(desc.get("annotations") or {}),
-        )
+        with self._translate("registry garbage-collect", RegistryError):
+            return str(
+                self._docker.run(
+                    REGISTRY_IMAGE,
+                    command,
+                    remove=True,
+                    volumes=[(str(folder), REGISTRY_MOUNT)],
+                )
+            )
+
+
+REGISTRY_IMAGE = "registry:2"
+REGISTRY_MOUNT = "/mab"  # where the registry container sees its state folder
 
 
 _TRANSIENT = re.compile(
@@ -493,86 +520,3 @@ def _retrying(
                 raise
             sleep(random.uniform(0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
     raise AssertionError("unreachable")
-
-
-REGISTRY_IMAGE = "registry:2"
-
-
-def run_registry_container(engine: Engine, port: int, data: Path) -> None:
-    """Fallback for the embedded registry when no registry binary is installed."""
-    with engine._translate(f"cannot start {REGISTRY_IMAGE} on port {port}", RegistryError):
-        engine._docker.run(
-            REGISTRY_IMAGE,
-            detach=True,
-            name=f"mab-registry-{port}",
-            publish=[(f"127.0.0.1:{port}", 5000)],
-            volumes=[(str(data), "/var/lib/registry")],
-            envs={"REGISTRY_STORAGE_DELETE_ENABLED": "true"},
-            restart="unless-stopped",
-        )
-
-
-# --- registry login and the dev registry's container (mab login, mab registry up) ---------
-
-
-def docker_login(engine: Engine, server: str, username: str, password: str) -> str:
-    """``docker login`` with the password on stdin: never in the argument list, which
-    other users can read in ``ps``. docker stores it where it stores every login
-    (config.json or its credential helper). Returns docker's last line ("Login Succeeded").
-
-    Not ``DockerClient.login``: it also uses ``--password-stdin``, but lets docker's
-    stderr through uncaptured, so a failure could not be turned into one line with a fix.
-    """
-    args = [*engine._docker.docker_cmd, "login", "--username", username, "--password-stdin"]
-    try:
-        out, err = _run([*args, server], input=password.encode(), return_stderr=True)
-    except ClientNotFoundError:
-        raise EngineError(
-            "the docker CLI was not found on PATH",
-            hint="install the docker client (mab logs in through it)",
-        ) from None
-    except DockerException as exc:
-        raise login_failure(server, username, exc.stderr or "", password) from None
-    lines = [line for line in f"{out}\n{err}".splitlines() if line.strip()]
-    return lines[-1] if lines else "Login Succeeded"
-
-
-def docker_logout(engine: Engine, server: str) -> None:
-    with engine._translate(f"docker logout {server}", RegistryError):
-        engine._docker.logout(server)
-
-
-REGISTRY_MOUNT = "/mab"
-
-
-def run_registry_server(engine: Engine, name: str, port: int, folder: Path) -> str:
-    """``mab registry up`` without a registry binary: the registry image, its state folder
-    mounted at /mab (config.yml names paths there). Returns the container id."""
-    with engine._translate(f"cannot start {REGISTRY_IMAGE} on port {port}", RegistryError):
-        container = engine._docker.run(
-            REGISTRY_IMAGE,
-            [f"{REGISTRY_MOUNT}/config.yml"],
-            detach=True,
-            name=name,
-            publish=[(f"127.0.0.1:{port}", 5000)],
-            volumes=[(str(folder), REGISTRY_MOUNT)],
-        )
-    return str(getattr(container, "id", container))
-
-
-def remove_container(engine: Engine, name: str) -> None:
-    with engine._translate(f"cannot remove container {name}", RegistryError):
-        engine._docker.container.remove(name, force=True)
-
-
-def registry_gc_in_container(engine: Engine, folder: Path) -> str:
-    """``registry garbage-collect`` in the registry image, on the mounted state folder."""
-    with engine._translate("registry garbage-collect", RegistryError):
-        return str(
-            engine._docker.run(
-                REGISTRY_IMAGE,
-                ["garbage-collect", f"{REGISTRY_MOUNT}/config.yml"],
-                remove=True,
-                volumes=[(str(folder), REGISTRY_MOUNT)],
-            )
-        )

@@ -8,112 +8,31 @@ under its tags and read back. A failing target never stops the others.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-from mab.cli.report import human_size
-from mab.engine.whales import (
-    BuilderInfo,
-    BuildOutcome,
-    BuildRequest,
-    Engine,
-    run_registry_container,
-)
-from mab.errors import BuildError, EngineError, MabError
-from mab.pipeline import emulation
-from mab.pipeline.digests import DigestRecord
+from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest, Engine
+from mab.errors import BuildError, MabError
+from mab.pipeline.preflight import Builders, preflight
 from mab.pipeline.publish import publish
-from mab.pipeline.results import JobStatus, PlatformResult, RunReport, TargetResult, TargetStatus
-from mab.pipeline.verify import VerifiedIndex, verify_target
+from mab.pipeline.results import (
+    JobStatus,
+    PlatformResult,
+    Reporter,
+    RunReport,
+    TargetResult,
+    TargetStatus,
+)
+from mab.pipeline.sizes import over_budget, try_fill_sizes
 from mab.planning import render
 from mab.planning.cache import cache_options, fill_spec
 from mab.planning.plan import Job, Plan, TargetPlan
-from mab.platforms import Platform
-from mab.registry import local as localregistry
-from mab.registry.client import INDEX_TYPES, RegistryClient, split_repository
-
-
-class Reporter(Protocol):
-    """Receives progress events; the CLI's implementation draws them with rich."""
-
-    def notice(self, message: str) -> None: ...
-    def warning(self, message: str) -> None: ...
-    def job_started(self, job: Job) -> None: ...
-    def job_log(self, job: Job, line: str) -> None: ...
-    def job_finished(self, job: Job, result: PlatformResult) -> None: ...
-    def target_finished(self, result: TargetResult) -> None: ...
-
-
-Builders = dict[str | None, BuilderInfo]
-
-
-def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> Builders:
-    """Check the engine, every builder the plan routes to, and the registry, before any
-    work starts. Returns what each builder reported, by the name the plan uses."""
-    check_secrets(plan, os.environ)
-    engine.server_version()
-    wanted: dict[str | None, set[str]] = {}
-    for job in plan.jobs:
-        wanted.setdefault(job.route.builder, set()).add(str(job.platform))
-    builders: Builders = {}
-    for name, platforms in wanted.items():
-        builders[name] = _check_builder(engine, engine.builder(name), platforms, reporter)
-    for _, route in plan.routes:
-        if route.note:
-            reporter.warning(route.note)
-    local = localregistry.ensure(
-        plan.registry_host,
-        start_container=lambda port, data: run_registry_container(engine, port, data),
-    )
-    if local is not None and local.started:
-        reporter.notice(
-            f"started a local registry at {local.host} with {local.how}; "
-            f"its data lives in {local.data_dir}"
-        )
-    return builders
-
-
-def _check_builder(
-    engine: Engine, builder: BuilderInfo, wanted: set[str], reporter: Reporter
-) -> BuilderInfo:
-    if builder.driver == "docker" and not engine.uses_containerd_store(builder.name):
-        raise EngineError(
-            f"builder '{builder.name}' uses the docker driver without the containerd image "
-            "store, which cannot push images by digest for several platforms",
-            hint='enable it in daemon.json ({"features": {"containerd-snapshotter": true}}) and '
-            "restart dockerd, or create a builder: docker buildx create --use "
-            "--driver docker-container",
-        )
-    offered = set()
-    for text in builder.platforms:
-        try:
-            offered.add(str(Platform.parse(text.rstrip("*"))))
-        except ValueError:
-            continue
-    missing = sorted(p for p in wanted if p not in offered)
-    emulated = [p for p in missing if builder.local and emulation.host_runs(Platform.parse(p))]
-    if emulated:
-        reporter.notice(
-            f"builder '{builder.name}' does not list {', '.join(emulated)}, but QEMU is "
-            "registered for it on this host: building with it"
-        )
-        missing = [p for p in missing if p not in emulated]
-    if missing:
-        raise EngineError(
-            f"builder '{builder.name}' ({builder.driver} driver) cannot build "
-            f"{', '.join(missing)}; it offers {', '.join(sorted(offered)) or 'nothing'}",
-            hint="register QEMU emulators (docker run --privileged --rm tonistiigi/binfmt "
-            "--install all; on a machine without internet: sudo scripts/engine-up), "
-            "or route the platform to a builder that has it (builders: in builds.yaml)",
-        )
-    return builder
+from mab.registry.base import RegistryFactory, split_repository
 
 
 def render_dockerfiles(plan: Plan, out_dir: Path) -> dict[str, Path]:
@@ -164,31 +83,13 @@ def _request(
     )
 
 
-def check_secrets(plan: Plan, environ: Mapping[str, str]) -> None:
-    """Fail before any build when a build secret's file or variable is missing: BuildKit
-    would skip the mount silently, and the step would fail later, or worse, succeed
-    against the public index. Only presence is checked; the value is never read."""
-    missing = []
-    for target in plan.targets:
-        for secret in target.secrets:
-            if secret.file is not None and not secret.file.is_file():
-                missing.append(
-                    f"target '{target.name}': secret '{secret.id}': no file {secret.file}"
-                )
-            elif secret.env is not None and not environ.get(secret.env):
-                missing.append(
-                    f"target '{target.name}': secret '{secret.id}': environment variable "
-                    f"{secret.env} is not set"
-                )
-    if missing:
-        raise BuildError(
-            "build secrets missing: " + "; ".join(missing),
-            hint="create the file or export the variable (secrets: in builds.yaml names them)",
-        )
-
-
 def build_and_push(
-    engine: Engine, request: BuildRequest, on_line: Callable[[str], None], *, direct: bool
+    engine: Engine,
+    request: BuildRequest,
+    on_line: Callable[[str], None],
+    *,
+    direct: bool,
+    registries: RegistryFactory,
 ) -> BuildOutcome:
     """Build one platform image and get it into the registry by digest, with no tag.
 
@@ -204,7 +105,7 @@ def build_and_push(
         host, repo = split_repository(request.repository)
         on_line(f"pushing {request.platform} by digest to {request.repository}")
         try:
-            with RegistryClient(host) as registry:
+            with registries(host) as registry:
                 pushed = registry.push_layout(layout, repo)
         except MabError as exc:
             raise BuildError(f"push of {request.platform} failed: {exc.message}", exc.hint) from exc
@@ -225,7 +126,7 @@ class _Run:
     no_cache: bool
     by_digest_only: bool
     clock: Callable[[], float]
-    registry: Callable[..., RegistryClient]
+    registries: RegistryFactory
     results: dict[str, TargetResult] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -243,6 +144,7 @@ class _Run:
                 _request(self.plan, job, builder, dockerfile, self.no_cache),
                 on_line=lambda line: self.reporter.job_log(job, line),
                 direct=builder.pushes_by_digest,
+                registries=self.registries,
             )
         except MabError as exc:
             with self.lock:
@@ -265,9 +167,9 @@ class _Run:
         """A target's last platform is done: publish it (or, split build, just record)."""
         result = self.results[target.name]
         if self.by_digest_only:
-            record_digests(self.engine, target, result, self.reporter, self.registry)
+            record_digests(target, result, self.reporter, self.registries)
         else:
-            publish_target(self.engine, target, result, self.reporter, self.registry)
+            publish_target(self.engine, target, result, self.reporter, self.registries)
 
 
 def run_build(
@@ -275,16 +177,16 @@ def run_build(
     engine: Engine,
     reporter: Reporter,
     *,
+    registries: RegistryFactory,
     no_cache: bool = False,
     by_digest_only: bool = False,
     clock: Callable[[], float] = time.monotonic,
-    registry: Callable[..., RegistryClient] = RegistryClient,
 ) -> RunReport:
     """Build and publish every target of *plan*. With *by_digest_only* (a split build's
     per-platform job), push the images by digest and stop: ``run_merge`` publishes."""
     started = clock()
     builders = preflight(plan, engine, reporter)
-    run = _Run(plan, engine, reporter, builders, no_cache, by_digest_only, clock, registry)
+    run = _Run(plan, engine, reporter, builders, no_cache, by_digest_only, clock, registries)
     for t in plan.targets:
         run.results[t.name] = TargetResult(
             t.name, t.repository, t.tag_names, [PlatformResult(t.name, p) for p in t.platforms]
@@ -332,7 +234,7 @@ def publish_target(
     target: TargetPlan,
     result: TargetResult,
     reporter: Reporter,
-    registry: Callable[..., RegistryClient] = RegistryClient,
+    registries: RegistryFactory,
 ) -> None:
     """Write the index of *target* under its tags, if and only if every platform built."""
     failed = [r for r in result.platforms if r.status is not JobStatus.BUILT]
@@ -344,7 +246,7 @@ def publish_target(
         )
         reporter.target_finished(result)
         return
-    _try_fill_sizes(registry, target, result, reporter)  # first: a size budget can stop it
+    try_fill_sizes(registries, target, result, reporter)  # first: a size budget can stop it
     if target.partial:
         result.status = TargetStatus.UNTAGGED
         result.error = (
@@ -367,7 +269,7 @@ def publish_target(
             images,
             on_retry=reporter.warning,
             on_step=lambda message: reporter.notice(f"[{target.name}] {message}"),
-            registry=registry,
+            registries=registries,
         )
     except MabError as exc:
         result.status = TargetStatus.FAILED
@@ -382,11 +284,7 @@ def publish_target(
 
 
 def record_digests(
-    engine: Engine,
-    target: TargetPlan,
-    result: TargetResult,
-    reporter: Reporter,
-    registry: Callable[..., RegistryClient] = RegistryClient,
+    target: TargetPlan, result: TargetResult, reporter: Reporter, registries: RegistryFactory
 ) -> None:
     """A split build's job: its platforms are in the registry by digest, untagged."""
     failed = [r for r in result.platforms if r.status is not JobStatus.BUILT]
@@ -396,153 +294,5 @@ def record_digests(
     else:
         result.status = TargetStatus.UNTAGGED
         result.error = "pushed by digest; `mab merge` writes the tags"
-        _try_fill_sizes(registry, target, result, reporter)
+        try_fill_sizes(registries, target, result, reporter)
     reporter.target_finished(result)
-
-
-def run_merge(
-    plan: Plan,
-    engine: Engine,
-    records: Sequence[DigestRecord],
-    reporter: Reporter,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    registry: Callable[..., RegistryClient] = RegistryClient,
-) -> RunReport:
-    """Publish targets from the digest files of a split build (``mab merge``): the same
-    rules as ``mab build``: a target is published only when every declared platform is
-    there, its index is written by digest, immutable tags, verify, then floating tags."""
-    started = clock()
-    report = RunReport(command="merge", registry=plan.registry)
-    by_target: dict[str, dict[Platform, DigestRecord]] = {}
-    for record in records:
-        by_target.setdefault(record.target, {})[record.platform] = record
-    unknown = sorted(set(by_target) - {t.name for t in plan.targets})
-    if unknown:
-        reporter.warning(f"digest files for targets not selected here: {', '.join(unknown)}")
-    for target in plan.targets:
-        found = by_target.get(target.name, {})
-        result = TargetResult(target.name, target.repository, target.tag_names)
-        for platform in target.declared_platforms:
-            entry = PlatformResult(target.name, platform)
-            got = found.get(platform)
-            if got is not None and got.repository == target.repository:
-                entry.status, entry.pushed_digest = JobStatus.BUILT, got.digest
-            elif got is not None:
-                entry.status = JobStatus.FAILED
-                entry.error = f"built into {got.repository}, not {target.repository}"
-            else:
-                entry.status = JobStatus.FAILED
-                entry.error = "no digest file (did its build job fail?)"
-            result.platforms.append(entry)
-        report.targets.append(result)
-        missing = [r for r in result.platforms if r.status is not JobStatus.BUILT]
-        if missing:
-            result.status = TargetStatus.FAILED
-            result.error = "; ".join(f"{r.platform}: {r.error}" for r in missing) + (
-                "; no tag was written or moved"
-            )
-            reporter.target_finished(result)
-            continue
-        full = replace(target, platforms=target.declared_platforms)
-        publish_target(engine, full, result, reporter, registry)
-    report.duration = clock() - started
-    return report
-
-
-def over_budget(target: TargetPlan, result: TargetResult) -> str | None:
-    """Why *target* breaks its size budget, or None (also None when sizes are unknown)."""
-    if target.size_budget is None:
-        return None
-    over = [
-        f"{r.platform} is {human_size(r.compressed_size)}"
-        for r in result.platforms
-        if r.compressed_size is not None and r.compressed_size > target.size_budget
-    ]
-    if not over:
-        return None
-    return f"over the size budget of {human_size(target.size_budget)} (compressed): " + ", ".join(
-        over
-    )
-
-
-def _try_fill_sizes(
-    registry: Callable[..., RegistryClient],
-    target: TargetPlan,
-    result: TargetResult,
-    reporter: Reporter,
-) -> None:
-    """Sizes are for the report and the size budget: failing to read them is a warning."""
-    try:
-        _fill_sizes(registry, target, result, None)
-    except MabError as exc:
-        reporter.warning(f"{target.name}: could not read image sizes: {exc.message}")
-
-
-def _fill_sizes(
-    registry: Callable[..., RegistryClient],
-    target: TargetPlan,
-    result: TargetResult,
-    verified: VerifiedIndex | None,
-) -> None:
-    """Record each platform image's manifest digest, compressed size and layer count
-    (straight from the registry: one GET per image)."""
-    host, repo = split_repository(target.repository)
-    with registry(host) as client:
-        for r in result.platforms:
-            digest = r.pushed_digest
-            image = verified.image_for(r.platform) if verified is not None else None
-            digest = image.digest if image is not None else digest
-            if digest is None:
-                continue
-            manifest = client.get_manifest(repo, digest)
-            if manifest.media_type in INDEX_TYPES:  # per-platform index: image + attestation
-                entry = next(
-                    (
-                        m
-                        for m in manifest.json().get("manifests", [])
-                        if Platform.from_oci(
-                            m.get("platform", {}).get("os"),
-                            m.get("platform", {}).get("architecture"),
-                            m.get("platform", {}).get("variant"),
-                        )
-                        == r.platform
-                    ),
-                    None,
-                )
-                if entry is None:
-                    continue
-                digest = str(entry["digest"])
-                manifest = client.get_manifest(repo, digest)
-            layers = manifest.json().get("layers", [])
-            r.image_digest = digest
-            r.compressed_size = sum(int(layer.get("size", 0)) for layer in layers)
-            r.layers = len(layers)
-
-
-def run_verify(
-    plan: Plan, engine: Engine, registry: Callable[..., RegistryClient] = RegistryClient
-) -> RunReport:
-    """Re-check published targets without building (``mab verify``)."""
-    report = RunReport(command="verify", registry=plan.registry)
-    for target in plan.targets:
-        result = TargetResult(
-            target.name,
-            target.repository,
-            target.tag_names,
-            [PlatformResult(target.name, p) for p in target.declared_platforms],
-        )
-        report.targets.append(result)
-        try:
-            verified, elsewhere = verify_target(engine, target)
-            for r in result.platforms:
-                r.status = JobStatus.BUILT
-            _fill_sizes(registry, target, result, verified)
-            result.held = {ref: f"points at {d[:19]}" for ref, d in elsewhere.items()}
-        except MabError as exc:
-            result.status = TargetStatus.FAILED
-            result.error = exc.message
-            continue
-        result.index_digest = verified.digest
-        result.status = TargetStatus.VERIFIED
-    return report

@@ -7,17 +7,15 @@ build being promoted, not of the checkout running the promotion)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mab.engine.whales import Engine
+from mab.engine.base import Engine
 from mab.errors import PublishError, UsageError
 from mab.pipeline.verify import verify_refs
 from mab.planning.plan import TargetPlan
 from mab.planning.tags import sanitise
-from mab.registry.client import RegistryClient, split_repository
-
-ClientFactory = Callable[[str], RegistryClient]
+from mab.registry.base import RegistryFactory, split_repository
 
 
 @dataclass(frozen=True)
@@ -38,8 +36,8 @@ def promote(
     source: str,
     to: Sequence[str],
     *,
+    registries: RegistryFactory,
     to_registry: str | None = None,
-    client: ClientFactory = RegistryClient,
 ) -> Promotion:
     if not to:
         raise UsageError("name at least one new tag with --to")
@@ -50,7 +48,7 @@ def promote(
     reference = source if source.startswith("sha256:") else source.lstrip(":")
     source_ref = f"{target.repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
     dest_repository = f"{to_registry.rstrip('/')}/{target.name}" if to_registry else None
-    with client(host) as registry:
+    with registries(host) as registry:
         manifest = registry.get_manifest(repo, reference)
         if dest_repository is None or dest_repository == target.repository:
             dest_repository = target.repository

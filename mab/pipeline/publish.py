@@ -14,21 +14,17 @@ was, and no tag ever points at a partial index:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from mab.engine.whales import Engine
+from mab.engine.base import Engine
 from mab.errors import PublishError
+from mab.oci import OCI_INDEX, Descriptor, digest_of, index_bytes
 from mab.pipeline.verify import VerifiedIndex, verify_refs
 from mab.planning.plan import TargetPlan
 from mab.planning.tags import should_move
 from mab.platforms import Platform
-from mab.registry.client import INDEX_TYPES, RegistryClient, split_repository
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+from mab.registry.base import Registry, RegistryFactory, split_repository
 
 
 @dataclass
@@ -39,39 +35,22 @@ class Published:
     held: dict[str, str] = field(default_factory=dict)  # floating tag -> why it did not move
 
 
-def oci_platform(platform: Platform) -> dict[str, str]:
-    out = {"architecture": platform.arch, "os": platform.os}
-    if platform.variant:
-        out["variant"] = platform.variant
-    return out
-
-
 def assemble_index(
-    client: RegistryClient,
+    client: Registry,
     repo: str,
     images: Sequence[tuple[Platform, str]],
     annotations: dict[str, str],
 ) -> bytes:
     """An OCI image index over per-platform images already in *repo*. A per-platform index
     (image plus attestation, as BuildKit pushes with provenance) is flattened into it."""
-    manifests: list[dict[str, Any]] = []
+    manifests: list[Descriptor] = []
     for platform, digest in images:
         manifest = client.get_manifest(repo, digest)
-        if manifest.media_type in INDEX_TYPES:
-            manifests.extend(manifest.json().get("manifests", []))
+        if manifest.is_index:
+            manifests.extend(manifest.manifests)
         else:
-            manifests.append(
-                {
-                    "mediaType": manifest.media_type,
-                    "digest": manifest.digest,
-                    "size": len(manifest.data),
-                    "platform": oci_platform(platform),
-                }
-            )
-    document: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
-    if annotations:
-        document["annotations"] = annotations
-    return json.dumps(document, separators=(",", ":")).encode()
+            manifests.append(manifest.descriptor(platform))
+    return index_bytes(manifests, annotations)
 
 
 def publish(
@@ -81,13 +60,13 @@ def publish(
     *,
     on_retry: Callable[[str], None] | None = None,
     on_step: Callable[[str], None] | None = None,
-    registry: Callable[..., RegistryClient] = RegistryClient,
+    registries: RegistryFactory,
 ) -> Published:
     step = on_step or (lambda message: None)
     host, repo = split_repository(target.repository)
-    with registry(host, on_retry=on_retry) as client:
+    with registries(host, on_retry=on_retry) as client:
         data = assemble_index(client, repo, images, dict(target.annotations))
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = digest_of(data)
         client.put_manifest(repo, digest, data, OCI_INDEX)
         step(f"index {digest} written by digest")
         written: list[str] = []

@@ -1,12 +1,26 @@
-"""What a run produced: per platform and per target, for the summary table and --report."""
+"""What a run produced: per platform and per target, for the summary table and --report;
+and the Reporter seam that hears about it as it happens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
+from mab.planning.plan import Job
 from mab.platforms import Platform
+
+
+def human_size(size: int | None) -> str:
+    """1536 -> '1.5 KiB' (binary units, as registries and docker report)."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 class JobStatus(StrEnum):
@@ -104,3 +118,14 @@ class RunReport:
             "duration_s": round(self.duration, 2),
             "targets": [t.to_dict() for t in self.targets],
         }
+
+
+class Reporter(Protocol):
+    """Receives progress events; the CLI's implementation draws them with rich."""
+
+    def notice(self, message: str) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def job_started(self, job: Job) -> None: ...
+    def job_log(self, job: Job, line: str) -> None: ...
+    def job_finished(self, job: Job, result: PlatformResult) -> None: ...
+    def target_finished(self, result: TargetResult) -> None: ...

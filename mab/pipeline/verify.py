@@ -12,13 +12,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from mab.engine.whales import Descriptor, Engine, RemoteManifest
+from mab.engine.base import Engine
 from mab.errors import VerifyError
-from mab.planning.labels import OCI
+from mab.oci import CREATED, Descriptor, RemoteManifest
 from mab.planning.plan import TargetPlan
 from mab.platforms import Platform
-
-OCI_CREATED = OCI + "created"
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ def verify_target(engine: Engine, target: TargetPlan) -> tuple[VerifiedIndex, di
     Returns the verified index and, per floating tag pointing elsewhere, its digest."""
     # The creation time is this run's clock unless the source pins it (git commit time,
     # SOURCE_DATE_EPOCH): a later check can only ask that it is there.
-    created = OCI_CREATED
+    created = CREATED
     target = replace(
         target,
         labels=tuple((k, v) for k, v in target.labels if k != created),

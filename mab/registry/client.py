@@ -18,7 +18,6 @@ adds CAs for every host).
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import os
 import random
@@ -29,33 +28,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import certifi
 import httpx
 
 from mab.errors import RegistryError
+from mab.oci import ACCEPT, INDEX_TYPES, Manifest, digest_of
 from mab.registry import credentials
+from mab.registry.base import Pushed, split_repository
 from mab.registry.tls import ca_file_for
 
-INDEX_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
+__all__ = ["Manifest", "Pushed", "RegistryClient", "RetryPolicy", "split_repository"]
+
 _CHUNK = 1 << 20
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
-
-
-def split_repository(repository: str) -> tuple[str, str]:
-    """``localhost:5000/demo/app`` -> (``localhost:5000``, ``demo/app``)."""
-    host, _, path = repository.partition("/")
-    if not path:
-        raise RegistryError(f"'{repository}' names no repository under a registry host")
-    return host, path
 
 
 def is_plain_http(host: str) -> bool:
@@ -111,28 +98,6 @@ def _tls_failure(host: str, exc: BaseException) -> RegistryError | None:
             f"/etc/docker/certs.d/{host} if it no longer uses TLS",
         )
     return None
-
-
-ACCEPT = ", ".join((*INDEX_TYPES, *MANIFEST_TYPES))
-
-
-@dataclass(frozen=True)
-class Manifest:
-    digest: str
-    media_type: str
-    data: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.data)
-
-
-@dataclass(frozen=True)
-class Pushed:
-    digest: str
-    media_type: str
-    size: int
-    blobs_sent: int
-    blobs_skipped: int
 
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -196,7 +161,7 @@ class RegistryClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> RegistryClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -393,7 +358,7 @@ class RegistryClient:
                 f"not know a blob the manifest names{_error_detail(response)}"
             )
         self._check(response, f"writing manifest {reference[:19]}")
-        return "sha256:" + hashlib.sha256(data).hexdigest()
+        return digest_of(data)
 
     def get_manifest(self, repo: str, reference: str) -> Manifest:
         """The exact bytes the registry serves for a tag or digest, with their digest."""
@@ -408,7 +373,7 @@ class RegistryClient:
         self._check(response, f"reading manifest {reference}")
         data = response.content
         return Manifest(
-            digest="sha256:" + hashlib.sha256(data).hexdigest(),
+            digest=digest_of(data),
             media_type=response.headers.get("content-type", "").split(";")[0],
             data=data,
         )
@@ -472,7 +437,7 @@ class RegistryClient:
             raise RegistryError(f"{self.host}/{repo}@{digest}: blob unknown")
         self._check(response, f"reading blob {digest[:19]}")
         data = response.content
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if digest_of(data) != digest:
             raise RegistryError(f"{self.host}/{repo}@{digest}: blob bytes do not match digest")
         return data
 

@@ -23,18 +23,15 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from mab import proc
+from mab.config.models import RegistryAuth
 from mab.errors import RegistryError, UsageError
 from mab.secrets import REDACTED, redact, remember_secret
-
-if TYPE_CHECKING:
-    from mab.config.models import BuildsConfig, RegistryAuth
-    from mab.engine.whales import Engine
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
@@ -318,35 +315,3 @@ def login_failure(host: str, username: str, stderr: str, password: str) -> Regis
             "(mab registry up --tls)",
         )
     return RegistryError(f"docker login {host} failed: {_last_line(text) or 'no output'}")
-
-
-# --- logging in for a build ---------------------------------------------------------------
-
-LoginFn = Callable[[str, str, str], object]
-
-
-def login_for_build(
-    config: BuildsConfig, hosts: Iterable[str], engine: Engine, *, login: LoginFn | None = None
-) -> list[str]:
-    """``docker login`` to every registry in *hosts* that builds.yaml gives credentials
-    for (``registries:``), before a build pushes there. Returns the hosts logged in to.
-
-    For the pipeline, before the first push: ``login_for_build(project.config,
-    [plan.registry_host], engine)``. A host without a ``registries:`` entry is left to
-    what docker already stored. *login* replaces ``engine.docker_login`` (tests).
-    """
-    if login is None:
-        from mab.engine.whales import docker_login  # noqa: PLC0415 - python-on-whales loads slowly
-
-        def login(server: str, username: str, password: str) -> object:
-            return docker_login(engine, server, username, password)
-
-    done: list[str] = []
-    for host in dict.fromkeys(hosts):
-        auth = config.registries.get(host)
-        if auth is None:
-            continue
-        secret = secret_for(host, auth)
-        login(host, secret.username, secret.password)
-        done.append(host)
-    return done

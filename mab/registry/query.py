@@ -9,20 +9,15 @@ clean`` and ``mab registry rm`` decide from them.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mab.config.models import DEFAULT_REGISTRY
+from mab.config.defaults import default_registry
 from mab.errors import RegistryError, UsageError
-from mab.registry.client import INDEX_TYPES, Manifest, RegistryClient
-
-ATTESTATION_TYPE = "attestation-manifest"
-REF_TYPE = "vnd.docker.reference.type"
-REF_DIGEST = "vnd.docker.reference.digest"
-CREATED_ANNOTATION = "org.opencontainers.image.created"
+from mab.oci import CREATED, REF_DIGEST, Descriptor, Manifest, platform_string
+from mab.registry.client import RegistryClient
 
 
 @dataclass(frozen=True)
@@ -40,10 +35,6 @@ class Ref:
         if self.digest:
             return f"{self.host}/{self.repo}@{self.digest}"
         return f"{self.host}/{self.repo}:{self.tag or 'latest'}"
-
-
-def default_registry() -> str:
-    return os.environ.get("MAB_DEFAULT_REGISTRY") or DEFAULT_REGISTRY
 
 
 def _looks_like_host(part: str) -> bool:
@@ -108,32 +99,15 @@ class TagInfo:
         return data
 
 
-def platform_string(platform: dict[str, Any] | None) -> str | None:
-    if not platform:
-        return None
-    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
-    return "/".join(str(p) for p in parts if p)
-
-
-def is_attestation(entry: dict[str, Any]) -> bool:
-    annotations = entry.get("annotations") or {}
-    if annotations.get(REF_TYPE) == ATTESTATION_TYPE:
-        return True
-    return (entry.get("platform") or {}).get("os") == "unknown"
-
-
 def describe(tag: str, manifest: Manifest, registry: RegistryClient, repo: str) -> TagInfo:
-    document = manifest.json()
-    if manifest.media_type in INDEX_TYPES or "manifests" in document:
-        entries = document.get("manifests") or []
+    if manifest.is_index:
+        entries = manifest.manifests
         platforms = tuple(
-            p
-            for e in entries
-            if not is_attestation(e) and (p := platform_string(e.get("platform")))
+            e.platform_text for e in entries if not e.is_attestation and e.platform_text
         )
-        children = tuple(str(e["digest"]) for e in entries if e.get("digest"))
+        children = tuple(e.digest for e in entries if e.digest)
         return TagInfo(tag, manifest.digest, manifest.media_type, "index", platforms, children)
-    config = _config_of(registry, repo, document)
+    config = _config_of(registry, repo, manifest)
     platform = platform_string(config)
     return TagInfo(
         tag,
@@ -197,51 +171,41 @@ class ImageDetails:
         return data
 
 
-def _config_of(registry: RegistryClient, repo: str, document: dict[str, Any]) -> dict[str, Any]:
-    config = document.get("config") or {}
-    digest = config.get("digest")
-    if not digest:
+def _config_of(registry: RegistryClient, repo: str, manifest: Manifest) -> dict[str, Any]:
+    """An image's config JSON (its platform, created time ...); {} when it has none."""
+    config = manifest.config
+    if config is None or not config.digest:
         return {}
     try:
-        data = json.loads(registry.get_blob(repo, str(digest)))
+        data = json.loads(registry.get_blob(repo, config.digest))
     except (RegistryError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _entry(
-    registry: RegistryClient,
-    repo: str,
-    digest: str,
-    descriptor: dict[str, Any],
-) -> ImageEntry:
-    manifest = registry.get_manifest(repo, digest)
-    document = manifest.json()
-    layers = document.get("layers") or []
-    annotations = {**(descriptor.get("annotations") or {}), **(document.get("annotations") or {})}
-    attestation = is_attestation(descriptor)
-    config = {} if attestation else _config_of(registry, repo, document)
-    platform = platform_string(descriptor.get("platform")) or platform_string(config)
+def _entry(registry: RegistryClient, repo: str, descriptor: Descriptor) -> ImageEntry:
+    manifest = registry.get_manifest(repo, descriptor.digest)
+    annotations = {**descriptor.annotations, **manifest.annotations}
+    attestation = descriptor.is_attestation
+    config = {} if attestation else _config_of(registry, repo, manifest)
+    platform = descriptor.platform_text or platform_string(config)
     return ImageEntry(
-        digest=digest,
+        digest=descriptor.digest,
         media_type=manifest.media_type,
         platform=None if attestation else platform,
-        size=sum(int(layer.get("size", 0)) for layer in layers),
-        layers=len(layers),
-        created=config.get("created") or annotations.get(CREATED_ANNOTATION),
-        annotations={str(k): str(v) for k, v in annotations.items()},
+        size=manifest.compressed_size,
+        layers=len(manifest.layers),
+        created=config.get("created") or annotations.get(CREATED),
+        annotations=annotations,
         attestation_for=annotations.get(REF_DIGEST) if attestation else None,
     )
 
 
 def inspect(registry: RegistryClient, ref: Ref) -> ImageDetails:
     top = registry.get_manifest(ref.repo, ref.reference)
-    document = top.json()
-    annotations = {str(k): str(v) for k, v in (document.get("annotations") or {}).items()}
-    if top.media_type in INDEX_TYPES or "manifests" in document:
-        entries = [
-            _entry(registry, ref.repo, str(d["digest"]), d) for d in document.get("manifests") or []
-        ]
+    annotations = top.annotations
+    if top.is_index:
+        entries = [_entry(registry, ref.repo, d) for d in top.manifests]
         return ImageDetails(
             ref=str(ref),
             digest=top.digest,
@@ -253,7 +217,7 @@ def inspect(registry: RegistryClient, ref: Ref) -> ImageDetails:
                 e for e in entries if e.attestation_for is not None or e.platform is None
             ],
         )
-    single = _entry(registry, ref.repo, top.digest, {"mediaType": top.media_type})
+    single = _entry(registry, ref.repo, top.descriptor())
     return ImageDetails(
         ref=str(ref),
         digest=top.digest,
@@ -269,17 +233,14 @@ def created_of(registry: RegistryClient, repo: str, info: TagInfo) -> str | None
     """When the image a tag points at was built: the index's created annotation, else the
     config ``created`` of its first platform image (of the manifest itself)."""
     manifest = registry.get_manifest(repo, info.digest)
-    document = manifest.json()
-    stamp = (document.get("annotations") or {}).get(CREATED_ANNOTATION)
+    stamp = manifest.annotations.get(CREATED)
     if stamp:
-        return str(stamp)
+        return stamp
     if info.kind == "manifest":
-        created = _config_of(registry, repo, document).get("created")
+        created = _config_of(registry, repo, manifest).get("created")
         return str(created) if created else None
-    for entry in document.get("manifests") or []:
-        if is_attestation(entry):
-            continue
-        child = registry.get_manifest(repo, str(entry["digest"])).json()
+    for entry in manifest.images:
+        child = registry.get_manifest(repo, entry.digest)
         created = _config_of(registry, repo, child).get("created")
         if created:
             return str(created)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mab.config.models import DEFAULT_KEEP_TAGS, Retention
+from mab.errors import MabError
 from mab.registry.client import RegistryClient
 from mab.registry.query import created_of, list_tags
 
@@ -259,3 +260,47 @@ def apply(
         deleted.append(digest)
         on_deleted(digest)
     return deleted
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What ``remove`` deleted: the digest, the manifests only it referenced, its tags."""
+
+    digest: str
+    children: list[str]
+    tags: list[str]
+
+
+def remove(
+    registry: RegistryClient, repo: str, tag: str | None, digest: str, force: bool
+) -> Removed:
+    """Delete one manifest or index by digest (``mab registry rm``), and the manifests it
+    references that nothing else in the repository does. Refused when another tag points
+    at it or a tagged index references it (deleting by digest removes it from all of
+    them), unless *force*."""
+    infos = list_tags(registry, repo)
+    on_it = [i.tag for i in infos if i.digest == digest]
+    others = [t for t in on_it if t != tag]
+    parents = [i.tag for i in infos if digest in i.children]
+    if (others or parents) and not force:
+        why = []
+        if others:
+            why.append(f"tag(s) {', '.join(others)} also point at it")
+        if parents:
+            why.append(f"tagged index(es) {', '.join(parents)} reference it")
+        raise MabError(
+            f"refusing to delete {digest}: {'; '.join(why)}, and deleting by digest "
+            "removes it from all of them",
+            hint="move or delete those tags first, or pass --force",
+        )
+    keep: set[str] = set()
+    for i in infos:
+        if i.digest != digest:
+            keep.add(i.digest)
+            keep.update(i.children)
+    own = next((i for i in infos if i.digest == digest), None)
+    children = [c for c in (own.children if own else ()) if c not in keep]
+    registry.delete_manifest(repo, digest)
+    for child in children:
+        registry.delete_manifest(repo, child)
+    return Removed(digest, children, on_it)

@@ -1,5 +1,6 @@
-"""``mab registry up/down``: a private distribution registry for development and tests,
-with htpasswd (bcrypt) auth and/or TLS, and its garbage collection.
+"""The one registry launcher: the embedded default registry that ``mab build`` starts on
+localhost when none answers, and ``mab registry up/down`` (a private registry with
+htpasswd (bcrypt) auth and/or TLS), with its garbage collection.
 
 Everything about one registry lives in a folder named after its port (default
 ``~/.local/share/mab/registries/PORT/``, ``MAB_REGISTRIES_DIR`` moves the parent):
@@ -8,8 +9,12 @@ Everything about one registry lives in a folder named after its port (default
 ``registry.log``, and ``password`` when mab made one. ``down`` stops it and keeps the
 data; ``mab clean`` finds it here to run garbage collection.
 
+One exception, kept from mab's first releases: port 5000's images live where
+``MAB_REGISTRY_DIR`` says, or in ``~/.local/share/mab/registry`` when that folder exists
+(where earlier versions of the embedded registry kept them).
+
 The ``docker-registry``/``registry`` binary is used where one is installed, else the
-``registry:2`` image through the engine adapter.
+``registry:2`` image through the engine (a ``ContainerRuntime``).
 """
 
 from __future__ import annotations
@@ -23,10 +28,9 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import bcrypt
 import httpx
@@ -34,11 +38,42 @@ import httpx
 from mab import proc
 from mab.errors import RegistryError, UsageError
 from mab.registry import tls as registrytls
-from mab.registry.local import registry_binary
 
 DEFAULT_PORT = 5001
+EMBEDDED_PORT = 5000  # where builds.yaml without a registry: pushes (localhost:5000)
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
 _STATE = "state.json"
 _CONTAINER_ROOT = "/mab"
+
+
+class ContainerRuntime(Protocol):
+    """Runs the registry image where no registry binary is installed (the engine)."""
+
+    def run_registry(self, name: str, port: int, folder: Path) -> str: ...
+    def remove_container(self, name: str) -> None: ...
+    def registry_gc(self, folder: Path) -> str: ...
+
+
+def registry_binary() -> str | None:
+    """The CNCF distribution registry's binary (Debian names it docker-registry), if any."""
+    return shutil.which("docker-registry") or shutil.which("registry")
+
+
+def local_port(host: str) -> int | None:
+    """The port of a registry host on this machine (``localhost:5000`` -> 5000), else None."""
+    name, _, port = host.partition(":")
+    if name not in LOCAL_HOSTS:
+        return None
+    return int(port) if port.isdigit() else 80
+
+
+def answers(host: str, timeout: float = 2.0) -> bool:
+    """True when something speaking the registry API v2 answers at http://HOST/v2/."""
+    try:
+        response = httpx.get(f"http://{host}/v2/", timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code in (200, 401)
 
 
 def registries_root() -> Path:
@@ -51,6 +86,19 @@ def registries_root() -> Path:
 
 def folder_for(port: int) -> Path:
     return registries_root() / str(port)
+
+
+def data_dir(port: int) -> Path:
+    """Where the registry on *port* keeps its images (see the module docstring)."""
+    if port == EMBEDDED_PORT:
+        override = os.environ.get("MAB_REGISTRY_DIR")
+        if override:
+            return Path(override)
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        legacy = base / "mab" / "registry"
+        if legacy.is_dir():
+            return legacy
+    return folder_for(port) / "data"
 
 
 def htpasswd_line(user: str, password: str, rounds: int = 10) -> str:
@@ -76,10 +124,13 @@ def render_config(
     secret: str,
     in_container: bool = False,
     read_only: bool = False,
+    data: Path | None = None,
 ) -> str:
-    """distribution's config.yml; paths under *root* (or /mab inside the container)."""
+    """distribution's config.yml; paths under *root* (or /mab inside the container), the
+    images in *data* (default ``root/data``; always ``/mab/data`` in the container)."""
     base = Path(_CONTAINER_ROOT) if in_container else root
     addr = ":5000" if in_container else f"{listen}:{port}"
+    images = base / "data" if in_container or data is None else data
     lines = [
         "version: 0.1",
         "log:",
@@ -87,7 +138,7 @@ def render_config(
         "  formatter: text",
         "storage:",
         "  filesystem:",
-        f"    rootdirectory: {base / 'data'}",
+        f"    rootdirectory: {images}",
         "  delete:",
         "    enabled: true",
         "  maintenance:",
@@ -132,6 +183,11 @@ class ServerState:
     password_file: str | None = None
     trust_files: list[str] = field(default_factory=list)
     started_at: float = 0.0
+    data: str | None = None  # where the images are, when not in folder/data
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data) if self.data else self.path / "data"
 
     @property
     def path(self) -> Path:
@@ -241,10 +297,6 @@ class UpResult:
     notes: list[str]
 
 
-ContainerStarter = Callable[[str, int, Path], str]
-ContainerRemover = Callable[[str], None]
-
-
 def up(
     port: int = DEFAULT_PORT,
     *,
@@ -252,8 +304,7 @@ def up(
     password: str | None = None,
     tls: bool = False,
     listen: str = "127.0.0.1",
-    start_container: ContainerStarter | None = None,
-    remove_container: ContainerRemover | None = None,
+    containers: ContainerRuntime | None = None,
     wait: float = 20.0,
 ) -> UpResult:
     """Start a registry on *port*; see the module docstring for what goes where."""
@@ -271,8 +322,8 @@ def up(
     if password is not None and auth_user is None:
         raise UsageError("a password needs --auth USER")
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "data").mkdir(exist_ok=True)
     names, notes = _names(tls, listen)
+    images = data_dir(port)
     state = ServerState(
         port=port,
         folder=str(folder),
@@ -281,10 +332,12 @@ def up(
         tls=tls,
         names=names,
         started_at=time.time(),
+        data=None if images == folder / "data" else str(images),
     )
+    state.data_dir.mkdir(parents=True, exist_ok=True)
     generated = _write_auth(state, password)
     binary = registry_binary()
-    if not binary and start_container is None:
+    if not binary and containers is None:
         raise RegistryError(
             "no registry binary is installed and no engine to run the registry image",
             hint="install the distribution registry (Debian: docker-registry), or start dockerd",
@@ -296,23 +349,59 @@ def up(
             _write_config(state, in_container=False)
             state.how, state.binary = "binary", binary
             state.pid = _spawn(binary, state)
-        elif start_container is not None:
+        elif containers is not None:
             _write_config(state, in_container=True)
             state.how = "container"
-            state.container = start_container(_container_name(port), port, folder)
+            state.container = containers.run_registry(_container_name(port), port, folder)
         state.save()
         _wait_until_up(state, wait)
     except BaseException:
-        _undo(state, remove_container)
+        _undo(state, containers)
         raise
     return UpResult(state, generated, notes)
 
 
-def _undo(state: ServerState, remove_container: ContainerRemover | None) -> None:
+@dataclass(frozen=True)
+class LocalRegistry:
+    """The embedded registry ``ensure_local`` found or started."""
+
+    host: str
+    data_dir: Path
+    started: bool
+    how: str
+
+
+def ensure_local(
+    host: str, containers: ContainerRuntime | None, wait: float = 15.0
+) -> LocalRegistry | None:
+    """Make sure a registry answers at *host* when it is on this machine: start the
+    embedded one (``up`` without auth or TLS) if nothing answers. None when *host* is
+    not local."""
+    port = local_port(host)
+    if port is None:
+        return None
+    if answers(host):
+        return LocalRegistry(host, data_dir(port), started=False, how="already running")
+    if not registry_binary() and containers is None:
+        raise RegistryError(
+            f"nothing answers at {host} and no registry binary is installed",
+            hint="install the distribution registry (Debian: docker-registry) or start one: "
+            f"docker run -d -p {port}:5000 registry:2",
+        )
+    state = up(port, containers=containers, wait=wait).state
+    how = (
+        f"{Path(state.binary).name} (config {state.config})"
+        if state.binary
+        else "registry:2 container"
+    )
+    return LocalRegistry(host, state.data_dir, started=True, how=how)
+
+
+def _undo(state: ServerState, containers: ContainerRuntime | None) -> None:
     """Leave nothing running or trusted after a failed start (the folder stays, for its
     log)."""
     with contextlib.suppress(Exception):
-        _stop(state, remove_container)
+        _stop(state, containers)
     if state.tls:
         with contextlib.suppress(OSError):
             registrytls.remove_trust(state.port, tuple(state.names))
@@ -378,6 +467,7 @@ def _write_config(state: ServerState, *, in_container: bool) -> None:
             tls=state.tls,
             secret=secrets.token_hex(16),
             in_container=in_container,
+            data=state.data_dir,
         )
     )
 
@@ -432,9 +522,7 @@ def _log_tail(log: Path) -> str:
     return lines[-1][-200:] if lines else ""
 
 
-def _stop(
-    state: ServerState, remove_container: ContainerRemover | None, wait: float = 10.0
-) -> None:
+def _stop(state: ServerState, containers: ContainerRuntime | None, wait: float = 10.0) -> None:
     if state.how == "binary" and state.pid is not None:
         if _is_our_process(state.pid, state.config):
             os.kill(state.pid, signal.SIGTERM)
@@ -444,8 +532,8 @@ def _stop(
             if _alive(state.pid):
                 os.kill(state.pid, signal.SIGKILL)
         state.pid = None
-    elif state.how == "container" and state.container and remove_container is not None:
-        remove_container(_container_name(state.port))
+    elif state.how == "container" and state.container and containers is not None:
+        containers.remove_container(_container_name(state.port))
         state.container = None
 
 
@@ -453,7 +541,7 @@ def down(
     port: int = DEFAULT_PORT,
     *,
     purge: bool = False,
-    remove_container: ContainerRemover | None = None,
+    containers: ContainerRuntime | None = None,
 ) -> ServerState:
     """Stop the registry on *port*, withdraw the engine's trust in its CA, keep its data
     (unless *purge*)."""
@@ -464,7 +552,7 @@ def down(
             f"no registry started by mab on port {port} (nothing in {folder})",
             hint="mab registry up starts one; mab registry status lists them",
         )
-    _stop(state, remove_container)
+    _stop(state, containers)
     if state.tls:
         registrytls.remove_trust(state.port, tuple(state.names))
     (folder / _STATE).unlink(missing_ok=True)
@@ -487,23 +575,15 @@ class GcResult:
     output: str
 
 
-GcInContainer = Callable[[Path], str]
-
-
 def garbage_collect(
-    state: ServerState,
-    *,
-    start_container: ContainerStarter | None = None,
-    remove_container: ContainerRemover | None = None,
-    gc_in_container: GcInContainer | None = None,
-    wait: float = 20.0,
+    state: ServerState, *, containers: ContainerRuntime | None = None, wait: float = 20.0
 ) -> GcResult:
     """Stop the registry, run ``garbage-collect`` on its storage, start it again.
 
     Without ``--delete-untagged``: mab deletes manifests itself, by digest, and never one
     that a kept index references; GC then frees the blobs nothing references any more.
     """
-    _stop(state, remove_container)
+    _stop(state, containers)
     try:
         if state.how == "binary":
             assert state.binary is not None
@@ -518,15 +598,17 @@ def garbage_collect(
                     hint=f"run it by hand: {state.binary} garbage-collect {state.config}",
                 )
         else:
-            if gc_in_container is None:
+            if containers is None:
                 raise RegistryError("no engine to run the registry image's garbage-collect")
-            output = gc_in_container(state.path)
+            output = containers.registry_gc(state.path)
     finally:
         if state.how == "binary":
             assert state.binary is not None
             state.pid = _spawn(state.binary, state)
-        elif start_container is not None:
-            state.container = start_container(_container_name(state.port), state.port, state.path)
+        elif containers is not None:
+            state.container = containers.run_registry(
+                _container_name(state.port), state.port, state.path
+            )
         state.save()
     _wait_until_up(state, wait)
     return GcResult(_gc_summary(output), output)

@@ -1,6 +1,9 @@
 """A fake engine and an in-memory registry sharing one store, for fast unit tests of the
 pipeline's decisions. Never proof on its own: tests/integration runs the same paths on a
-real dockerd, BuildKit and distribution registry, checked with crane."""
+real dockerd, BuildKit and distribution registry, checked with crane.
+
+Both are checked by mypy against the seams they stand in for (``mab.engine.base.Engine``,
+``mab.registry.base.Registry`` / ``RegistryFactory``): see the assignments at the end."""
 
 from __future__ import annotations
 
@@ -8,12 +11,13 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, Self
 
-from mab.engine.whales import BuilderInfo, BuildOutcome, BuildRequest, Descriptor, RemoteManifest
+from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest, Engine
 from mab.errors import BuildError, RegistryError
-from mab.platforms import Platform
-from mab.registry.client import INDEX_TYPES, Manifest, RegistryClient
+from mab.oci import INDEX_TYPES, Descriptor, Manifest, RemoteManifest
+from mab.registry.base import Pushed, Registry, RegistryFactory
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 IMAGE = "application/vnd.oci.image.manifest.v1+json"
@@ -43,7 +47,7 @@ class FakeRegistry:
         self.store = store
         self.host = host
 
-    def __enter__(self) -> FakeRegistry:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -79,6 +83,9 @@ class FakeRegistry:
     def list_tags(self, repo: str) -> list[str]:
         return sorted(self.store.tags.get(self._repo(repo), {}))
 
+    def push_layout(self, layout: Path, repo: str) -> Pushed:
+        raise AssertionError("the fake engine's builder pushes by digest itself")
+
 
 class FakeEngine:
     def __init__(
@@ -96,13 +103,10 @@ class FakeEngine:
         self.built: list[str] = []
         self.store = Store()
 
-    def _registry(self, host: str, **kw: Any) -> FakeRegistry:
-        return FakeRegistry(self.store, host, **kw)
-
-    @property
-    def registry(self) -> Callable[..., RegistryClient]:
-        """A stand-in for the RegistryClient class, serving this engine's store."""
-        return cast("Callable[..., RegistryClient]", self._registry)
+    def registry(self, host: str, *, on_retry: Callable[[str], None] | None = None) -> Registry:
+        """A RegistryFactory serving this engine's store (what RegistryClient is in
+        production)."""
+        return FakeRegistry(self.store, host)
 
     def server_version(self) -> str:
         return "fake"
@@ -113,8 +117,48 @@ class FakeEngine:
     def builder(self, name: str | None) -> BuilderInfo:
         return BuilderInfo(name or "default", self.driver, self.offered, "running")
 
+    def builders(self) -> list[BuilderInfo]:
+        return [self.builder(None)]
+
+    def create_builder(
+        self,
+        name: str,
+        driver: str,
+        endpoint: str | None,
+        driver_opts: Mapping[str, str],
+        platforms: list[str],
+    ) -> None:
+        raise AssertionError("not used by the pipeline")
+
+    def build_checks(
+        self,
+        dockerfile: Path,
+        context: Path,
+        build_args: Mapping[str, str] | None = None,
+        build_contexts: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        return {"warnings": []}
+
+    def login(self, server: str, username: str, password: str) -> str:
+        return "Login Succeeded"
+
+    def logout(self, server: str) -> None:
+        return None
+
+    def run_registry(self, name: str, port: int, folder: Path) -> str:
+        raise AssertionError("the fake engine runs no containers")
+
+    def remove_container(self, name: str) -> None:
+        raise AssertionError("the fake engine runs no containers")
+
+    def registry_gc(self, folder: Path) -> str:
+        raise AssertionError("the fake engine runs no containers")
+
     def build(
-        self, request: BuildRequest, on_line: Callable[[str], None], oci_layout: object = None
+        self,
+        request: BuildRequest,
+        on_line: Callable[[str], None],
+        oci_layout: Path | None = None,
     ) -> BuildOutcome:
         assert oci_layout is None, "the fake stands for a builder that pushes by digest"
         self.builds.append(request)
@@ -155,18 +199,7 @@ class FakeEngine:
         repo, digest = self._resolve(ref)
         media, data = self.store.blobs[repo][digest]
         doc = json.loads(data)
-        entries = tuple(
-            Descriptor(
-                m["mediaType"],
-                m["digest"],
-                m["size"],
-                Platform.from_oci(
-                    m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")
-                ),
-                m.get("annotations") or {},
-            )
-            for m in doc.get("manifests", [])
-        )
+        entries = tuple(Descriptor.from_json(m) for m in doc.get("manifests", []))
         return RemoteManifest(
             ref,
             digest,
@@ -193,3 +226,10 @@ class FakeEngine:
 
     def annotations_of(self, ref: str) -> Mapping[str, str]:
         return self.inspect(ref).annotations
+
+
+# mypy checks the fakes against the seams here: a missing or mistyped method fails the
+# type check, not a test run.
+_engine: Engine = FakeEngine()
+_registry: Registry = FakeRegistry(Store(), "registry.test")
+_factory: RegistryFactory = FakeEngine().registry

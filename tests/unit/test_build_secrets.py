@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 import pytest
 import yaml
@@ -16,9 +15,9 @@ from typer.testing import CliRunner
 
 from mab.cli.main import app
 from mab.config.models import load_project
-from mab.engine.whales import Engine
 from mab.errors import BuildError, ConfigError
-from mab.pipeline.build import check_secrets, run_build
+from mab.pipeline.build import run_build
+from mab.pipeline.preflight import check_secrets
 from mab.planning import templates
 from mab.planning.plan import make_plan
 from mab.planning.render import render_template
@@ -80,7 +79,7 @@ def test_missing_secrets_fail_before_any_build(write_config: Callable[[str], Pat
     plan = make_plan(load_project(path))
     engine = FakeEngine()
     with pytest.raises(BuildError) as info:
-        run_build(plan, cast(Engine, engine), Recorder(), registry=engine.registry)
+        run_build(plan, engine, Recorder(), registries=engine.registry)
     assert engine.builds == []
     message = info.value.message
     assert f"no file {path.parent}/conf/pip.conf" in message
@@ -97,7 +96,7 @@ def test_present_secrets_reach_buildx_as_references(
     plan = make_plan(load_project(path))
     check_secrets(plan, {"MAB_TEST_NPMRC": "x"})
     engine = FakeEngine()
-    report = run_build(plan, cast(Engine, engine), Recorder(), registry=engine.registry)
+    report = run_build(plan, engine, Recorder(), registries=engine.registry)
     assert report.ok
     (request,) = engine.builds
     assert request.secrets == (

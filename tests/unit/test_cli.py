@@ -31,7 +31,9 @@ def test_plan_table_names_targets(project_dir: Path) -> None:
     (project_dir / "builds.yaml").write_text(GOOD)
     result = runner.invoke(app, ["plan", "-f", str(project_dir / "builds.yaml")])
     assert result.exit_code == 0
-    assert "r.test/x/api" in result.stderr and "linux/arm64" in result.stderr
+    # a result: on stdout, so `mab plan | grep arm64` works (issue 14)
+    assert "r.test/x/api" in result.stdout and "linux/arm64" in result.stdout
+    assert "r.test/x/api" not in result.stderr
 
 
 def test_malformed_config_exits_2_with_file_and_line(project_dir: Path) -> None:

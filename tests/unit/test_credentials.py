@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from mab import secrets as redaction
 from mab.config.models import RegistryAuth, load_project
-from mab.engine.whales import Engine
 from mab.errors import ConfigError, RegistryError, UsageError
 from mab.registry import credentials
 from mab.registry.credentials import Credential, LoginSecret
+from mab.registry.login import login_for_build
 
 
 def write_config(folder: Path, data: dict[str, object]) -> Path:
@@ -100,7 +101,7 @@ def test_docker_hub_uses_dockers_own_key(tmp_path: Path) -> None:
 
 def test_a_broken_helper_is_one_line_and_redacted(tmp_path: Path) -> None:
     folder = write_config(tmp_path, {"credsStore": "pass"})
-    credentials.remember_secret("leaky-secret-value")
+    redaction.remember_secret("leaky-secret-value")
     helper = FakeHelper({}, fail="gpg: decryption failed for leaky-secret-value")
     with pytest.raises(RegistryError) as info:
         credentials.lookup("reg.test", config_dir=folder, runner=helper)
@@ -116,12 +117,12 @@ def test_a_missing_helper_names_itself_and_the_fix(tmp_path: Path) -> None:
 
 
 def test_redact_hides_known_secrets_and_their_basic_form() -> None:
-    credentials.remember_secret("hunter2-long", username="bob")
+    redaction.remember_secret("hunter2-long", username="bob")
     basic = base64.b64encode(b"bob:hunter2-long").decode()
     text = f"Authorization: Basic {basic}; password hunter2-long; other {'x' * 3}"
-    out = credentials.redact(text, ["xxx"])
+    out = redaction.redact(text, ["xxx"])
     assert "hunter2-long" not in out and basic not in out and "xxx" not in out
-    assert out.count(credentials.REDACTED) == 3
+    assert out.count(redaction.REDACTED) == 3
 
 
 def test_password_from_stdin_takes_the_first_line() -> None:
@@ -218,7 +219,7 @@ def test_login_for_build_logs_in_only_where_builds_yaml_says(
         return "Login Succeeded"
 
     hosts = ["reg.test", "other.test", "reg.test"]
-    done = credentials.login_for_build(config, hosts, Engine(), login=login)
+    done = login_for_build(config, hosts, login)
     assert done == ["reg.test"]
     assert calls == [("reg.test", "robot", "ci-secret-9")]
 

@@ -6,20 +6,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from mab.config.models import load_project
-from mab.engine.whales import BuilderInfo, Engine
+from mab.engine.base import BuilderInfo
 from mab.errors import EngineError
 from mab.pipeline import emulation
-from mab.pipeline.build import run_build, run_verify
+from mab.pipeline.audit import run_verify
+from mab.pipeline.build import run_build
 from mab.pipeline.promote import promote
 from mab.pipeline.results import JobStatus, PlatformResult, TargetResult, TargetStatus
 from mab.planning.plan import Job, Plan, make_plan
 from mab.planning.tags import TagContext
-from mab.registry import local as localregistry
+from mab.registry import server as registryserver
 
 from .fakes import FakeEngine
 
@@ -61,7 +62,7 @@ def plan(write_config: Callable[[str], Path]) -> Plan:
 
 
 def run(plan: Plan, engine: FakeEngine, recorder: Recorder | None = None) -> Any:
-    return run_build(plan, cast(Engine, engine), recorder or Recorder(), registry=engine.registry)
+    return run_build(plan, engine, recorder or Recorder(), registries=engine.registry)
 
 
 def test_all_platforms_built_then_one_index_under_every_tag(plan: Plan) -> None:
@@ -141,7 +142,7 @@ def test_verify_detects_missing_tag(plan: Plan) -> None:
     engine = FakeEngine()
     run(plan, engine)
     del engine.store.tags["registry.test/demo/bad"]["latest"]
-    report = run_verify(plan, cast(Engine, engine), registry=engine.registry)
+    report = run_verify(plan, engine, registries=engine.registry)
     assert [t.status for t in report.targets] == [TargetStatus.VERIFIED, TargetStatus.FAILED]
     assert "bad:latest" in (report.targets[1].error or "")
 
@@ -150,10 +151,10 @@ def test_local_registry_started_notice(
     write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = make_plan(load_project(write_config("targets:\n  app: {context: app}\n")))
-    started = localregistry.LocalRegistry(
-        "localhost:5000", Path("/data"), None, started=True, how="docker-registry"
+    started = registryserver.LocalRegistry(
+        "localhost:5000", Path("/data"), started=True, how="docker-registry"
     )
-    monkeypatch.setattr(localregistry, "ensure", lambda host, **kw: started)
+    monkeypatch.setattr(registryserver, "ensure_local", lambda host, containers: started)
     recorder = Recorder()
     run(plan, FakeEngine(), recorder)
     notices = [m for kind, m in recorder.events if kind == "notice"]
@@ -232,18 +233,16 @@ def test_promote_keeps_the_digest(write_config: Callable[[str], Path]) -> None:
     plan = plan_for(path, "1.0.0", "staging")
     run(plan, engine)
     staged = engine.store.tags["registry.test/demo/app"]["staging"]
-    done = promote(
-        cast(Engine, engine), plan.targets[0], "staging", ["production"], client=engine.registry
-    )
+    done = promote(engine, plan.targets[0], "staging", ["production"], registries=engine.registry)
     assert done.digest == done.source_digest == staged
     assert engine.store.tags["registry.test/demo/app"]["production"] == staged
     other = promote(
-        cast(Engine, engine),
+        engine,
         plan.targets[0],
         staged,
         ["1.0.0"],
         to_registry="mirror.test/prod",
-        client=engine.registry,
+        registries=engine.registry,
     )
     assert other.refs == ("mirror.test/prod/app:1.0.0",) and other.digest_kept
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mab import oci
 from mab.errors import RegistryError
-from mab.registry import client as registry_module
 from mab.registry.client import RegistryClient, RetryPolicy, is_plain_http, split_repository
 
 IMAGE = "application/vnd.oci.image.manifest.v1+json"
@@ -167,7 +167,7 @@ def test_plain_http_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     assert split_repository("localhost:5000/a/b") == ("localhost:5000", "a/b")
     with pytest.raises(RegistryError):
         split_repository("localhost:5000")
-    assert registry_module.INDEX_TYPES[0].endswith("index.v1+json")
+    assert oci.INDEX_TYPES[0].endswith("index.v1+json")
 
 
 def scripted(responses: list[httpx.Response | Exception]) -> tuple[RegistryClient, list[float]]:

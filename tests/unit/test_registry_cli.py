@@ -32,7 +32,7 @@ def test_login_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         seen.append(secret)
         return "config.json"
 
-    monkeypatch.setattr(registry_cli, "login_with", fake_login)
+    monkeypatch.setattr(registry_cli, "registry_login", fake_login)
     none = str(tmp_path / "none.yaml")
     ok = runner.invoke(
         app, ["login", "reg.test", "-u", "me", "--password-stdin", "-f", none], input="pw-1\n"

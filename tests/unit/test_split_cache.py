@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from mab.config.models import CacheConfig, load_project
-from mab.engine.whales import Engine, count_steps
+from mab.engine.base import count_steps
 from mab.errors import UsageError
 from mab.pipeline import digests
-from mab.pipeline.build import run_build, run_merge
+from mab.pipeline.build import run_build
+from mab.pipeline.merge import run_merge
 from mab.pipeline.results import TargetStatus
 from mab.planning.cache import cache_options, fill_spec, parse_spec
 from mab.planning.plan import make_plan
@@ -114,9 +114,7 @@ def test_split_then_merge_equals_single_machine(write_config: Callable[[str], Pa
     records = []
     for platform in ("linux/amd64", "linux/arm64", "linux/arm/v7"):
         job = make_plan(load_project(write_config(CONFIG)), only_platforms=[platform])
-        report = run_build(
-            job, cast(Engine, engine), Recorder(), by_digest_only=True, registry=engine.registry
-        )
+        report = run_build(job, engine, Recorder(), by_digest_only=True, registries=engine.registry)
         assert all(t.status is TargetStatus.UNTAGGED for t in report.targets)
         records += [
             digests.DigestRecord(t.name, p.platform, t.repository, str(p.pushed_digest))
@@ -124,10 +122,10 @@ def test_split_then_merge_equals_single_machine(write_config: Callable[[str], Pa
             for p in t.platforms
         ]
     assert engine.store.tags == {}  # the jobs wrote no tag
-    merged = run_merge(plan, cast(Engine, engine), records, Recorder(), registry=engine.registry)
+    merged = run_merge(plan, engine, records, Recorder(), registries=engine.registry)
     assert merged.ok
     split_digests = {t.name: t.index_digest for t in merged.targets}
-    single = run_build(plan, cast(Engine, engine), Recorder(), registry=engine.registry)
+    single = run_build(plan, engine, Recorder(), registries=engine.registry)
     assert {t.name: t.index_digest for t in single.targets} == split_digests
     # the second run of unchanged targets reports cached steps
     assert all(p.cached_steps == 2 for t in single.targets for p in t.platforms)
@@ -139,18 +137,16 @@ def test_merge_refuses_a_target_with_a_missing_platform(
     plan = make_plan(load_project(write_config(CONFIG)))
     engine = FakeEngine()
     job = make_plan(load_project(write_config(CONFIG)), only_platforms=["linux/amd64"])
-    report = run_build(
-        job, cast(Engine, engine), Recorder(), by_digest_only=True, registry=engine.registry
-    )
+    report = run_build(job, engine, Recorder(), by_digest_only=True, registries=engine.registry)
     records = [
         digests.DigestRecord(t.name, p.platform, t.repository, str(p.pushed_digest))
         for t in report.targets
         for p in t.platforms
     ]
-    merged = run_merge(plan, cast(Engine, engine), records, Recorder(), registry=engine.registry)
+    merged = run_merge(plan, engine, records, Recorder(), registries=engine.registry)
     assert not merged.ok
     assert "linux/arm64: no digest file" in (merged.targets[0].error or "")
     assert engine.store.tags == {}
     wrong = [replace(r, repository="elsewhere/x") for r in records]
-    merged = run_merge(plan, cast(Engine, engine), wrong, Recorder(), registry=engine.registry)
+    merged = run_merge(plan, engine, wrong, Recorder(), registries=engine.registry)
     assert "built into elsewhere/x" in (merged.targets[0].error or "")

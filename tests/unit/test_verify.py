@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from mab.config.models import load_project
-from mab.engine.whales import Descriptor, RemoteManifest
 from mab.errors import VerifyError
+from mab.oci import Descriptor, RemoteManifest
 from mab.pipeline.verify import check_index
 from mab.planning.plan import TargetPlan, make_plan
 from mab.platforms import Platform

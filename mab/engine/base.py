@@ -1,0 +1,122 @@
+"""The engine seam: what mab asks of a Docker engine with buildx, as a Protocol, and the
+value types that cross it.
+
+The pipeline receives an ``Engine`` and never constructs one. The real one is
+``mab.engine.whales.DockerEngine`` (the only module that imports python-on-whales);
+unit tests pass a fake that mypy checks against this Protocol. Importing this module
+loads neither python-on-whales nor the docker CLI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mab.oci import RemoteManifest
+from mab.platforms import Platform
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One platform image to build and push by digest into *repository*."""
+
+    context: Path
+    dockerfile: Path
+    platform: Platform
+    repository: str
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    stage: str | None = None
+    builder: str | None = None
+    no_cache: bool = False
+    cache_from: tuple[Mapping[str, str], ...] = ()
+    cache_to: Mapping[str, str] | None = None
+    # buildx's docker driver is addressed by docker context, not --builder
+    docker_context: str | None = None
+    # buildx --secret specs: references (id=ID,src=FILE / id=ID,env=NAME), never values
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    digest: str
+    cached_steps: int  # Dockerfile steps BuildKit answered from cache
+    steps: int  # Dockerfile steps in the build
+    build_ref: str = ""  # BUILDER/NODE/ID, as `docker buildx history` knows it
+
+
+@dataclass(frozen=True)
+class BuilderInfo:
+    name: str
+    driver: str
+    platforms: tuple[str, ...]
+    status: str
+    local: bool = False  # its BuildKit runs on this machine (docker driver, local socket)
+
+    @property
+    def pushes_by_digest(self) -> bool:
+        """buildx's docker driver cannot push by digest; every other driver can."""
+        return self.driver != "docker"
+
+
+_STEP_RE = re.compile(r"^#(\d+) \[[^\]]*?\b\d+/\d+\]")
+_CACHED_RE = re.compile(r"^#(\d+) CACHED\b")
+
+
+def count_steps(log: list[str]) -> tuple[int, int]:
+    """(cached, total) Dockerfile steps in a BuildKit plain-progress log."""
+    steps = {m.group(1) for line in log if (m := _STEP_RE.match(line))}
+    cached = {m.group(1) for line in log if (m := _CACHED_RE.match(line))}
+    return len(steps & cached), len(steps)
+
+
+class Engine(Protocol):
+    """A Docker engine with buildx. Every method raises mab's own errors
+    (EngineError, BuildError, RegistryError, PublishError), never the library's."""
+
+    # --- engine and builders ---
+    def server_version(self) -> str: ...
+    def uses_containerd_store(self, context: str | None = None) -> bool: ...
+    def builders(self) -> list[BuilderInfo]: ...
+    def builder(self, name: str | None) -> BuilderInfo: ...
+    def create_builder(
+        self,
+        name: str,
+        driver: str,
+        endpoint: str | None,
+        driver_opts: Mapping[str, str],
+        platforms: list[str],
+    ) -> None: ...
+
+    # --- build ---
+    def build(
+        self,
+        request: BuildRequest,
+        on_line: Callable[[str], None],
+        oci_layout: Path | None = None,
+    ) -> BuildOutcome: ...
+    def build_checks(
+        self,
+        dockerfile: Path,
+        context: Path,
+        build_args: Mapping[str, str] | None = None,
+        build_contexts: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]: ...
+
+    # --- what a registry serves, through buildx imagetools ---
+    def inspect(self, ref: str) -> RemoteManifest: ...
+    def image_labels(self, ref: str) -> dict[str, dict[str, str]]: ...
+    def copy_index(self, source: str, targets: list[str]) -> None: ...
+
+    # --- docker's credential store ---
+    def login(self, server: str, username: str, password: str) -> str: ...
+    def logout(self, server: str) -> None: ...
+
+    # --- the registry image, where no registry binary is installed ---
+    def run_registry(self, name: str, port: int, folder: Path) -> str: ...
+    def remove_container(self, name: str) -> None: ...
+    def registry_gc(self, folder: Path) -> str: ...

@@ -1,0 +1,37 @@
+"""``mab verify``: re-check what the registry serves for every target, without building."""
+
+from __future__ import annotations
+
+from mab.engine.base import Engine
+from mab.errors import MabError
+from mab.pipeline.results import JobStatus, PlatformResult, RunReport, TargetResult, TargetStatus
+from mab.pipeline.sizes import fill_sizes
+from mab.pipeline.verify import verify_target
+from mab.planning.plan import Plan
+from mab.registry.base import RegistryFactory
+
+
+def run_verify(plan: Plan, engine: Engine, *, registries: RegistryFactory) -> RunReport:
+    """Re-check published targets without building (``mab verify``)."""
+    report = RunReport(command="verify", registry=plan.registry)
+    for target in plan.targets:
+        result = TargetResult(
+            target.name,
+            target.repository,
+            target.tag_names,
+            [PlatformResult(target.name, p) for p in target.declared_platforms],
+        )
+        report.targets.append(result)
+        try:
+            verified, elsewhere = verify_target(engine, target)
+            for r in result.platforms:
+                r.status = JobStatus.BUILT
+            fill_sizes(registries, target, result, verified)
+            result.held = {ref: f"points at {d[:19]}" for ref, d in elsewhere.items()}
+        except MabError as exc:
+            result.status = TargetStatus.FAILED
+            result.error = exc.message
+            continue
+        result.index_digest = verified.digest
+        result.status = TargetStatus.VERIFIED
+    return report

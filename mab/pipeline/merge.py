@@ -1,0 +1,72 @@
+"""``mab merge``: publish the targets of a split build from its jobs' digest files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from mab.engine.base import Engine
+from mab.pipeline.build import publish_target
+from mab.pipeline.digests import DigestRecord
+from mab.pipeline.results import (
+    JobStatus,
+    PlatformResult,
+    Reporter,
+    RunReport,
+    TargetResult,
+    TargetStatus,
+)
+from mab.planning.plan import Plan
+from mab.platforms import Platform
+from mab.registry.base import RegistryFactory
+
+
+def run_merge(
+    plan: Plan,
+    engine: Engine,
+    records: Sequence[DigestRecord],
+    reporter: Reporter,
+    *,
+    registries: RegistryFactory,
+    clock: Callable[[], float] = time.monotonic,
+) -> RunReport:
+    """Publish targets from the digest files of a split build (``mab merge``): the same
+    rules as ``mab build``: a target is published only when every declared platform is
+    there, its index is written by digest, immutable tags, verify, then floating tags."""
+    started = clock()
+    report = RunReport(command="merge", registry=plan.registry)
+    by_target: dict[str, dict[Platform, DigestRecord]] = {}
+    for record in records:
+        by_target.setdefault(record.target, {})[record.platform] = record
+    unknown = sorted(set(by_target) - {t.name for t in plan.targets})
+    if unknown:
+        reporter.warning(f"digest files for targets not selected here: {', '.join(unknown)}")
+    for target in plan.targets:
+        found = by_target.get(target.name, {})
+        result = TargetResult(target.name, target.repository, target.tag_names)
+        for platform in target.declared_platforms:
+            entry = PlatformResult(target.name, platform)
+            got = found.get(platform)
+            if got is not None and got.repository == target.repository:
+                entry.status, entry.pushed_digest = JobStatus.BUILT, got.digest
+            elif got is not None:
+                entry.status = JobStatus.FAILED
+                entry.error = f"built into {got.repository}, not {target.repository}"
+            else:
+                entry.status = JobStatus.FAILED
+                entry.error = "no digest file (did its build job fail?)"
+            result.platforms.append(entry)
+        report.targets.append(result)
+        missing = [r for r in result.platforms if r.status is not JobStatus.BUILT]
+        if missing:
+            result.status = TargetStatus.FAILED
+            result.error = "; ".join(f"{r.platform}: {r.error}" for r in missing) + (
+                "; no tag was written or moved"
+            )
+            reporter.target_finished(result)
+            continue
+        full = replace(target, platforms=target.declared_platforms)
+        publish_target(engine, full, result, reporter, registries)
+    report.duration = clock() - started
+    return report

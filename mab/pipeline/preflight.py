@@ -1,0 +1,99 @@
+"""Preflight: everything checked before the first build starts, so a missing builder,
+emulator, registry or secret fails in seconds with the fix, not after minutes of building."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from mab.engine.base import BuilderInfo, Engine
+from mab.errors import BuildError, EngineError
+from mab.pipeline import emulation
+from mab.pipeline.results import Reporter
+from mab.planning.plan import Plan
+from mab.platforms import Platform
+from mab.registry import server
+
+Builders = dict[str | None, BuilderInfo]
+
+
+def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> Builders:
+    """Check the engine, every builder the plan routes to, and the registry, before any
+    work starts. Returns what each builder reported, by the name the plan uses."""
+    check_secrets(plan, os.environ)
+    engine.server_version()
+    wanted: dict[str | None, set[str]] = {}
+    for job in plan.jobs:
+        wanted.setdefault(job.route.builder, set()).add(str(job.platform))
+    builders: Builders = {}
+    for name, platforms in wanted.items():
+        builders[name] = _check_builder(engine, engine.builder(name), platforms, reporter)
+    for _, route in plan.routes:
+        if route.note:
+            reporter.warning(route.note)
+    local = server.ensure_local(plan.registry_host, engine)
+    if local is not None and local.started:
+        reporter.notice(
+            f"started a local registry at {local.host} with {local.how}; "
+            f"its data lives in {local.data_dir}"
+        )
+    return builders
+
+
+def _check_builder(
+    engine: Engine, builder: BuilderInfo, wanted: set[str], reporter: Reporter
+) -> BuilderInfo:
+    if builder.driver == "docker" and not engine.uses_containerd_store(builder.name):
+        raise EngineError(
+            f"builder '{builder.name}' uses the docker driver without the containerd image "
+            "store, which cannot push images by digest for several platforms",
+            hint='enable it in daemon.json ({"features": {"containerd-snapshotter": true}}) and '
+            "restart dockerd, or create a builder: docker buildx create --use "
+            "--driver docker-container",
+        )
+    offered = set()
+    for text in builder.platforms:
+        try:
+            offered.add(str(Platform.parse(text.rstrip("*"))))
+        except ValueError:
+            continue
+    missing = sorted(p for p in wanted if p not in offered)
+    emulated = [p for p in missing if builder.local and emulation.host_runs(Platform.parse(p))]
+    if emulated:
+        reporter.notice(
+            f"builder '{builder.name}' does not list {', '.join(emulated)}, but QEMU is "
+            "registered for it on this host: building with it"
+        )
+        missing = [p for p in missing if p not in emulated]
+    if missing:
+        raise EngineError(
+            f"builder '{builder.name}' ({builder.driver} driver) cannot build "
+            f"{', '.join(missing)}; it offers {', '.join(sorted(offered)) or 'nothing'}",
+            hint="register QEMU emulators (docker run --privileged --rm tonistiigi/binfmt "
+            "--install all; on a machine without internet: sudo scripts/engine-up), "
+            "or route the platform to a builder that has it (builders: in builds.yaml)",
+        )
+    return builder
+
+
+def check_secrets(plan: Plan, environ: Mapping[str, str]) -> None:
+    """Fail before any build when a build secret's file or variable is missing: BuildKit
+    would skip the mount silently, and the step would fail later, or worse, succeed
+    against the public index. Only presence is checked; the value is never read."""
+    missing = []
+    for target in plan.targets:
+        for secret in target.secrets:
+            if secret.file is not None and not secret.file.is_file():
+                missing.append(
+                    f"target '{target.name}': secret '{secret.id}': no file {secret.file}"
+                )
+            elif secret.env is not None and not environ.get(secret.env):
+                missing.append(
+                    f"target '{target.name}': secret '{secret.id}': environment variable "
+                    f"{secret.env} is not set"
+                )
+    if missing:
+        raise BuildError(
+            "build secrets missing: " + "; ".join(missing),
+            hint="create the file or export the variable (secrets: in builds.yaml names them)",
+        )
