@@ -103,6 +103,7 @@ def render(
         typer.Option(
             "--out",
             "-o",
+            metavar="PATH",
             help="Write TARGET.Dockerfile files into this folder.",
             show_default=False,
         ),
@@ -147,6 +148,7 @@ def build(
         list[str] | None,
         typer.Option(
             "--cache-from",
+            metavar="SPEC",
             help="buildx cache source (type=...,key=value), replacing builds.yaml's cache "
             "(repeatable); e.g. type=gha,scope=api-linux-arm64.",
             show_default=False,
@@ -156,6 +158,7 @@ def build(
         str | None,
         typer.Option(
             "--cache-to",
+            metavar="SPEC",
             help="buildx cache export, replacing builds.yaml's cache.",
             show_default=False,
         ),
@@ -164,6 +167,7 @@ def build(
         str | None,
         typer.Option(
             "--builder",
+            metavar="NAME",
             help="Build every platform with this buildx builder ('current': the current "
             "one), instead of builds.yaml's builder/builders routing; e.g. on CI runners.",
             show_default=False,
@@ -181,6 +185,7 @@ def build(
         Path | None,
         typer.Option(
             "--digests-out",
+            metavar="DIR",
             help="Write one TARGET@PLATFORM.json digest file per image here, for `mab merge`.",
             show_default=False,
         ),
@@ -224,6 +229,7 @@ def merge(
         Path,
         typer.Option(
             "--digests",
+            metavar="DIR",
             help="Folder with the TARGET@PLATFORM.json files of the split build's jobs.",
             show_default=False,
         ),
@@ -235,6 +241,7 @@ def merge(
         Path | None,
         typer.Option(
             "--summary",
+            metavar="FILE",
             help="Append a Markdown summary here ($GITHUB_STEP_SUMMARY).",
             show_default=False,
         ),
@@ -311,17 +318,24 @@ def _summarise(result: RunReport) -> None:
 
 
 def promote(
-    target: Annotated[str, typer.Argument(help="The target whose image index to promote.")],
+    target: Annotated[
+        str, typer.Argument(metavar="TARGET", help="The target whose image index to promote.")
+    ],
     source: Annotated[
-        str, typer.Option("--from", help="Tag or sha256: digest to promote.", show_default=False)
+        str,
+        typer.Option(
+            "--from", metavar="REF", help="Tag or sha256: digest to promote.", show_default=False
+        ),
     ],
     to: Annotated[
-        list[str], typer.Option("--to", help="New tag (repeatable).", show_default=False)
+        list[str],
+        typer.Option("--to", metavar="TAG", help="New tag (repeatable).", show_default=False),
     ],
     to_registry: Annotated[
         str | None,
         typer.Option(
             "--to-registry",
+            metavar="HOST[/PATH]",
             help="Copy into this registry (HOST or HOST/PATH) instead.",
             show_default=False,
         ),

@@ -14,17 +14,14 @@ from rich.text import Text
 from mab import api
 from mab.cli.console import err, out
 from mab.cli.guard import command, guarded
-from mab.cli.options import FileOpt
+from mab.cli.options import FileOpt, sub_app
 from mab.config.models import load_project
 
-builders_app = typer.Typer(
-    name="builders",
-    help="List the builders of builds.yaml with their platforms and state; create missing ones.",
+builders_app = sub_app(
+    "builders",
+    "List the builders of builds.yaml with their platforms and state; create missing ones.",
     invoke_without_command=True,
     no_args_is_help=False,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 
 

@@ -17,19 +17,15 @@ from rich.text import Text
 from mab.ci import generate as ci
 from mab.cli.console import err
 from mab.cli.guard import command
-from mab.cli.options import FileOpt, TargetOpt
+from mab.cli.options import FileOpt, TargetOpt, sub_app
 from mab.config.defaults import default_registry
 from mab.config.models import Project, load_project
 from mab.errors import UsageError
 
-ci_app = typer.Typer(
-    name="ci",
-    help="Split builds in CI: the build matrix as JSON, and GitHub Actions or GitLab CI "
+ci_app = sub_app(
+    "ci",
+    "Split builds in CI: the build matrix as JSON, and GitHub Actions or GitLab CI "
     "files with a build job per platform and a merge job.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 
 
@@ -62,6 +58,7 @@ def matrix(
         PerChoice,
         typer.Option(
             "--per",
+            metavar="FILE",
             help="One entry per platform (with the targets that declare it), or one per "
             "target x platform.",
         ),
@@ -71,7 +68,11 @@ def matrix(
     platform: Annotated[
         list[str] | None,
         typer.Option(
-            "--platform", "-p", help="Only this platform (repeatable).", show_default=False
+            "--platform",
+            "-p",
+            metavar="OS/ARCH",
+            help="Only this platform (repeatable).",
+            show_default=False,
         ),
     ] = None,
     pretty: Annotated[bool, typer.Option("--pretty", help="Indent the JSON.")] = False,
@@ -115,13 +116,17 @@ def _regenerate(
 @command(ci_app)
 def generate(
     provider: Annotated[
-        ProviderChoice, typer.Argument(help="github (Actions workflow) or gitlab (.gitlab-ci.yml).")
+        ProviderChoice,
+        typer.Argument(
+            metavar="PROVIDER", help="github (Actions workflow) or gitlab (.gitlab-ci.yml)."
+        ),
     ],
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
             "-o",
+            metavar="PATH",
             help="Where to write ('-' for stdout). Default: .github/workflows/mab.yml or "
             ".gitlab-ci.yml at the top of the git work tree holding builds.yaml.",
             show_default=False,

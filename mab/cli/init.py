@@ -14,13 +14,14 @@ from mab.cli.console import err
 
 
 def init(
-    folder: Annotated[Path, typer.Argument(help="The project folder.", show_default=True)] = Path(
-        "."
-    ),
+    folder: Annotated[
+        Path, typer.Argument(metavar="FOLDER", help="The project folder.", show_default=True)
+    ] = Path("."),
     template: Annotated[
         str | None,
         typer.Option(
             "--template",
+            metavar="NAME",
             help="Use this template (" + ", ".join(generator.TEMPLATES) + ") instead of "
             "detecting the stack.",
             show_default=False,

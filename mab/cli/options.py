@@ -7,18 +7,43 @@ from typing import Annotated
 
 import typer
 
+
+def sub_app(
+    name: str,
+    help: str,
+    *,
+    invoke_without_command: bool = False,
+    no_args_is_help: bool = True,
+) -> typer.Typer:
+    """A command group with mab's settings: plain help text (no rich markup, so
+    ``HOST[/PATH]`` is text), no shell completion, no pretty tracebacks."""
+    return typer.Typer(
+        name=name,
+        help=help,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        invoke_without_command=invoke_without_command,
+        no_args_is_help=no_args_is_help,
+    )
+
+
 FileOpt = Annotated[
-    Path, typer.Option("--file", "-f", help="The builds.yaml to use.", show_default=True)
+    Path,
+    typer.Option("--file", "-f", metavar="FILE", help="The builds.yaml to use.", show_default=True),
 ]
 TargetOpt = Annotated[
     list[str] | None,
-    typer.Option("--target", "-t", help="Only this target (repeatable).", show_default=False),
+    typer.Option(
+        "--target", "-t", metavar="NAME", help="Only this target (repeatable).", show_default=False
+    ),
 ]
 PlatformOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--platform",
         "-p",
+        metavar="OS/ARCH",
         help="Only this platform, e.g. linux/arm64 (repeatable). A run that builds fewer "
         "platforms than a target declares pushes its images by digest and writes no tag.",
         show_default=False,
@@ -28,6 +53,7 @@ VersionOpt = Annotated[
     str | None,
     typer.Option(
         "--version",
+        metavar="VERSION",
         help="The version semver tag rules use (else the git tag at HEAD, else the VERSION "
         "file). Also MAB_VERSION.",
         show_default=False,
@@ -37,6 +63,7 @@ EnvOpt = Annotated[
     str | None,
     typer.Option(
         "--env",
+        metavar="NAME",
         help="The environment environment tag rules use (also MAB_ENV).",
         show_default=False,
     ),
@@ -48,14 +75,21 @@ JsonOpt = Annotated[
 ReportOpt = Annotated[
     Path | None,
     typer.Option(
-        "--report", help="Also write the results as JSON to this file.", show_default=False
+        "--report",
+        metavar="FILE",
+        help="Also write the results as JSON to this file.",
+        show_default=False,
     ),
 ]
 OutOpt = Annotated[
-    Path | None, typer.Option("--out", "-o", help="Write to this file.", show_default=False)
+    Path | None,
+    typer.Option("--out", "-o", metavar="FILE", help="Write to this file.", show_default=False),
 ]
 PortOpt = Annotated[
-    int, typer.Option("--port", help="Port of the registry on this machine.", min=1, max=65535)
+    int,
+    typer.Option(
+        "--port", metavar="PORT", help="Port of the registry on this machine.", min=1, max=65535
+    ),
 ]
 PasswordStdinOpt = Annotated[
     bool,
@@ -67,6 +101,7 @@ PasswordEnvOpt = Annotated[
     str | None,
     typer.Option(
         "--password-env",
+        metavar="VAR",
         help="Read the password from this environment variable.",
         show_default=False,
     ),

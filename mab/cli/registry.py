@@ -26,6 +26,7 @@ from mab.cli.options import (
     PasswordStdinOpt,
     PortOpt,
     TargetOpt,
+    sub_app,
 )
 from mab.config.defaults import default_registry
 from mab.config.models import load_project
@@ -41,13 +42,8 @@ from mab.secrets import redact
 
 DEFAULT_PORT = registryserver.DEFAULT_PORT
 
-registry_app = typer.Typer(
-    name="registry",
-    help="Run a private registry (auth, TLS), see what a registry holds, delete by digest.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+registry_app = sub_app(
+    "registry", "Run a private registry (auth, TLS), see what a registry holds, delete by digest."
 )
 
 
@@ -68,9 +64,13 @@ def _containers() -> registryserver.ContainerRuntime | None:
 
 
 def login(
-    registry: Annotated[str, typer.Argument(help="Registry host, e.g. ghcr.io or localhost:5001.")],
+    registry: Annotated[
+        str,
+        typer.Argument(metavar="REGISTRY", help="Registry host, e.g. ghcr.io or localhost:5001."),
+    ],
     username: Annotated[
-        str | None, typer.Option("--username", "-u", help="User name.", show_default=False)
+        str | None,
+        typer.Option("--username", "-u", metavar="USER", help="User name.", show_default=False),
     ] = None,
     password_stdin: PasswordStdinOpt = False,
     password_env: PasswordEnvOpt = None,
@@ -100,7 +100,9 @@ def registry_login(secret: credentials.LoginSecret) -> str:
     return login_with(secret, api.docker_engine().login)
 
 
-def logout(registry: Annotated[str, typer.Argument(help="Registry host.")]) -> None:
+def logout(
+    registry: Annotated[str, typer.Argument(metavar="REGISTRY", help="Registry host.")],
+) -> None:
     """Remove the credential docker stored for a registry."""
     api.docker_engine().logout(registry)
     _say(f"logged out of {registry}", "green")
@@ -114,14 +116,21 @@ def registry_up(
     port: PortOpt = DEFAULT_PORT,
     auth: Annotated[
         str | None,
-        typer.Option("--auth", help="Require this user (htpasswd, bcrypt).", show_default=False),
+        typer.Option(
+            "--auth",
+            metavar="USER",
+            help="Require this user (htpasswd, bcrypt).",
+            show_default=False,
+        ),
     ] = None,
     password_stdin: PasswordStdinOpt = False,
     password_env: PasswordEnvOpt = None,
     tls: Annotated[
         bool, typer.Option("--tls", help="Serve HTTPS with a CA mab makes; the engine trusts it.")
     ] = False,
-    listen: Annotated[str, typer.Option("--listen", help="Address to listen on.")] = "127.0.0.1",
+    listen: Annotated[
+        str, typer.Option("--listen", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
 ) -> None:
     """Start a distribution registry on this machine, with auth and/or TLS.
 
@@ -235,6 +244,7 @@ def registry_ls(
     registry: Annotated[
         str | None,
         typer.Argument(
+            metavar="REGISTRY",
             help="HOST[:PORT] or HOST[:PORT]/PATH; default: builds.yaml's registry.",
             show_default=False,
         ),
@@ -258,7 +268,9 @@ def registry_ls(
 
 @command(registry_app, "tags")
 def registry_tags(
-    repository: Annotated[str, typer.Argument(help="HOST/REPO, e.g. localhost:5001/demo/app.")],
+    repository: Annotated[
+        str, typer.Argument(metavar="REPOSITORY", help="HOST/REPO, e.g. localhost:5001/demo/app.")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """The tags of a repository, with the index or manifest each points to."""
@@ -278,7 +290,9 @@ def registry_tags(
 
 @command(registry_app, "inspect")
 def registry_inspect(
-    ref: Annotated[str, typer.Argument(help="HOST/REPO:TAG or HOST/REPO@sha256:...")],
+    ref: Annotated[
+        str, typer.Argument(metavar="REF", help="HOST/REPO:TAG or HOST/REPO@sha256:...")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """An index or manifest: platforms, compressed size per platform, created time and
@@ -332,7 +346,9 @@ def _gc_step(host: str, ran: registryserver.GcResult | None = None) -> None:
 
 @command(registry_app, "rm")
 def registry_rm(
-    ref: Annotated[str, typer.Argument(help="HOST/REPO@sha256:... or HOST/REPO:TAG.")],
+    ref: Annotated[
+        str, typer.Argument(metavar="REF", help="HOST/REPO@sha256:... or HOST/REPO:TAG.")
+    ],
     force: Annotated[
         bool,
         typer.Option("--force", help="Delete even when other tags or a tagged index use it."),

@@ -133,6 +133,13 @@ def _checks_unavailable(stderr: str) -> str:
     return f"buildx build checks unavailable: {reason}"
 
 
+def _no_cli() -> EngineError:
+    return EngineError(
+        "the docker CLI was not found on PATH",
+        hint="install the docker client (mab drives the engine through it)",
+    )
+
+
 class DockerEngine:
     """Docker engine + buildx, driven through python-on-whales."""
 
@@ -144,10 +151,7 @@ class DockerEngine:
         try:
             yield
         except ClientNotFoundError:
-            raise EngineError(
-                "the docker CLI was not found on PATH",
-                hint="install the docker client (mab drives the engine through it)",
-            ) from None
+            raise _no_cli() from None
         except DockerException as exc:
             raise error(f"{what}: {_first_error_line(exc.stderr)}") from exc
         except pydantic.ValidationError as exc:
@@ -162,10 +166,7 @@ class DockerEngine:
             proc.echo(["docker", "version"])
             version = self._docker.version()
         except ClientNotFoundError:
-            raise EngineError(
-                "the docker CLI was not found on PATH",
-                hint="install the docker client (mab drives the engine through it)",
-            ) from None
+            raise _no_cli() from None
         except DockerException as exc:
             raise EngineError(
                 f"cannot reach the Docker engine: {_first_error_line(exc.stderr)}",
