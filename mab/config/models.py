@@ -8,10 +8,11 @@ the file are checked to exist. Every problem is reported as ``FILE:LINE: FIELD: 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,17 +31,34 @@ from pydantic import (
 
 from mab.config.yamlsource import LineMap, Loc, load_yaml
 from mab.errors import ConfigError, ConfigIssue
+from mab.lint import _SECRET_RE as SECRET_NAME_RE  # the names MAB005 flags in a Dockerfile
 from mab.planning import templates
 from mab.platforms import PlatformValueError, normalize
+from mab.secrets import (
+    REDACTED,
+    CredentialsInValue,
+    check_registry_string,
+    looks_like_token,
+    redact,
+)
 
 DEFAULT_REGISTRY = "localhost:5000"
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_REGISTRY_RE = re.compile(
-    r"^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
-)
+# A target name is a repository path component; registries cap those (and the whole name,
+# 255 characters), so a longer one would fail at the first push, after the build.
+MAX_NAME_LENGTH = 128
+
+
+class FieldError(ValueError):
+    """A ValueError from a model-level check that names the field it is about (relative to
+    the model), so the issue is reported at that field's line rather than the model's."""
+
+    def __init__(self, loc: Loc, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 def _platform(value: str) -> str:
@@ -60,6 +78,11 @@ def _tag(value: str) -> str:
 
 
 def _target_name(value: str) -> str:
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"target name is {len(value)} characters long; at most {MAX_NAME_LENGTH} (it "
+            "becomes the repository name, which registries cap)"
+        )
     if not _NAME_RE.match(value):
         raise ValueError(
             f"invalid target name '{value}': lowercase letters, digits and single . _ - "
@@ -69,12 +92,13 @@ def _target_name(value: str) -> str:
 
 
 def _registry(value: str) -> str:
-    value = value.strip().rstrip("/")
-    if not _REGISTRY_RE.match(value):
-        raise ValueError(
-            f"invalid registry '{value}': write HOST[:PORT][/PATH], lowercase, "
-            "e.g. 'localhost:5000/demo' or 'ghcr.io/acme'"
-        )
+    return check_registry_string(value, "registry")
+
+
+def _not_bool(value: object) -> object:
+    # YAML reads true/false as booleans and pydantic takes a boolean as 1 or 0.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
     return value
 
 
@@ -91,6 +115,7 @@ TagStr = Annotated[str, BeforeValidator(_scalar_to_str), AfterValidator(_tag)]
 TargetName = Annotated[str, AfterValidator(_target_name)]
 ScalarStr = Annotated[str, BeforeValidator(_scalar_to_str)]
 RegistryStr = Annotated[str, AfterValidator(_registry)]
+Count = Annotated[int, BeforeValidator(_not_bool)]
 
 
 def _tag_literal(value: str) -> str:
@@ -141,9 +166,12 @@ class EnvironmentRule(_Rule):
 
 class GitOptions(_Options):
     sha: bool = Field(True, description="The short commit sha.")
-    sha_length: int = Field(7, ge=4, le=40)
+    sha_length: Count = Field(7, ge=4, le=40)
     branch: bool = Field(False, description="The branch name, sanitised (it moves).")
     tag: bool = Field(False, description="The git tag at HEAD, if any.")
+    pull_request: bool = Field(
+        False, description="On a pull/merge request build: pr-NUMBER (it moves)."
+    )
 
 
 class GitRule(_Rule):
@@ -208,7 +236,6 @@ class Defaults(BaseModel):
 # --- registries (credentials by reference) and retention: mab login, mab clean -----------
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HOST_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?$")
 _SECRET_KEYS = ("password", "token", "secret", "auth", "identitytoken")
 # Kept by default: semver releases (and their MAJOR.MINOR / MAJOR aliases), latest, and
 # environment tags. Regular expressions, matched against the whole tag.
@@ -231,9 +258,7 @@ def _env_name(value: str) -> str:
 
 
 def _host(value: str) -> str:
-    if not _HOST_RE.match(value):
-        raise ValueError(f"invalid registry host '{value}': write HOST[:PORT], lowercase")
-    return value
+    return check_registry_string(value, "registry host", allow_path=False)
 
 
 def _pattern(value: str) -> str:
@@ -301,7 +326,7 @@ class Retention(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    keep_last: int | None = Field(
+    keep_last: Count | None = Field(
         None, ge=0, description="Keep the newest N versions (distinct images, by created time)."
     )
     keep_tags: list[PatternStr] = Field(
@@ -309,7 +334,7 @@ class Retention(BaseModel):
         description="Keep tags matching any of these regular expressions (whole tag). Default: "
         "semver releases, latest and environment tags.",
     )
-    older_than_days: float | None = Field(
+    older_than_days: Annotated[float, BeforeValidator(_not_bool)] | None = Field(
         None, gt=0, description="Delete only tags older than this many days."
     )
 
@@ -345,9 +370,23 @@ def _label(value: str) -> str:
     return value
 
 
+def _runner_labels(value: object) -> object:
+    """A label or a list of labels, checked before pydantic's union so that an error is a
+    plain sentence rather than one per union member, named after pydantic's types."""
+    labels = value if isinstance(value, list) else [value]
+    if not labels:
+        raise ValueError("give a runner label or a list of them, e.g. [self-hosted, arm64]")
+    for label in labels:
+        if not isinstance(label, str):
+            raise ValueError(f"a runner label is a string, e.g. ubuntu-24.04 (got {_short(label)})")
+        _label(label)
+    return value
+
+
 VersionText = Annotated[str, BeforeValidator(_version_text)]
 RefPattern = Annotated[str, AfterValidator(_pattern_text)]
 RunnerLabel = Annotated[str, AfterValidator(_label)]
+RunnerLabels = Annotated[RunnerLabel | list[RunnerLabel], BeforeValidator(_runner_labels)]
 
 
 class GitLabCIConfig(BaseModel):
@@ -371,13 +410,20 @@ class GitLabCIConfig(BaseModel):
     )
 
 
+def _install_command(value: str) -> str:
+    # ci.install's check lives with the generator, which imports this module: load it here
+    from mab.ci.generate import check_install  # noqa: PLC0415
+
+    return check_install(value)
+
+
 class CIConfig(BaseModel):
     """How the CI workflows that ``mab ci generate`` writes build: one job per platform on
     its runner, then one merge job. Secrets are named here, never given."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    runners: dict[PlatformStr, RunnerLabel | list[RunnerLabel]] = Field(
+    runners: dict[PlatformStr, RunnerLabels] = Field(
         default_factory=dict,
         description="GitHub Actions runs-on label(s) of each platform's build job. Default: "
         "linux/amd64 ubuntu-24.04, linux/arm64 ubuntu-24.04-arm, others ubuntu-24.04 with QEMU.",
@@ -387,8 +433,13 @@ class CIConfig(BaseModel):
         description="Set up QEMU in a platform's job (true) or not (false). Default: only when "
         "the runner's CPU, read from its label, is not the platform's.",
     )
-    install: str = Field(
-        "pip install mab", min_length=1, description="Shell command that installs mab in a job."
+    install: Annotated[str, AfterValidator(_install_command)] | None = Field(
+        None,
+        description="Shell command that installs mab in a job. Default: pip install "
+        "mab-build==VERSION, VERSION being the mab that generates the workflow. Pin a source "
+        "you control: mab-build==VERSION, or a git URL at a commit (pip install "
+        '"git+https://github.com/ORG/mab@COMMIT"). Not mab (on PyPI, an unrelated project), '
+        "nor mab-build without ==VERSION: both are errors.",
     )
     python: VersionText = Field(
         "3.12", description="Python version GitHub jobs set up (GitLab uses the image's python3)."
@@ -440,6 +491,25 @@ def _secret_id(value: str) -> str:
 SecretId = Annotated[str, AfterValidator(_secret_id)]
 
 
+def _some_platforms(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError(
+            "an empty list builds nothing: name a platform, or remove the key for the "
+            "top-level platforms"
+        )
+    return value
+
+
+def _positive_size(value: ByteSize) -> ByteSize:
+    if value <= 0:
+        raise ValueError("a size budget is above 0, e.g. 50MiB; remove the key for no budget")
+    return value
+
+
+TargetPlatforms = Annotated[list[PlatformStr], AfterValidator(_some_platforms)]
+SizeBudget = Annotated[ByteSize, BeforeValidator(_not_bool), AfterValidator(_positive_size)]
+
+
 class BuildSecret(BaseModel):
     """Where a build secret comes from: a file or an environment variable, never a value.
 
@@ -480,7 +550,7 @@ class TargetConfig(BaseModel):
         default_factory=dict, description="Variables for the template (StrictUndefined)."
     )
     args: dict[str, ScalarStr] = Field(default_factory=dict, description="Build arguments.")
-    platforms: list[PlatformStr] | None = Field(
+    platforms: TargetPlatforms | None = Field(
         None, description="Platforms for this target; default: the top-level platforms."
     )
     tags: list[TagItem] | None = Field(
@@ -490,7 +560,7 @@ class TargetConfig(BaseModel):
         "else [latest].",
     )
     stage: str | None = Field(None, description="Build stage to stop at (--target).")
-    size_budget: ByteSize | None = Field(
+    size_budget: SizeBudget | None = Field(
         None,
         description="Largest compressed image size per platform, e.g. 50MiB or 20MB; a "
         "bigger image fails the target before any tag is written.",
@@ -511,6 +581,24 @@ class TargetConfig(BaseModel):
         return self
 
 
+# What mab.planning.cache fills in a cache ref, dir or scope.
+CACHE_PLACEHOLDERS = ("repository", "target", "platform")
+_BRACED = re.compile(r"\{([^{}]*)\}")
+
+
+def _cache_template(value: str) -> str:
+    known = ", ".join(f"{{{name}}}" for name in CACHE_PLACEHOLDERS)
+    for name in _BRACED.findall(value):
+        if name not in CACHE_PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder '{{{name}}}' in '{value}'; use {known}")
+    if any(brace in _BRACED.sub("", value) for brace in "{}"):
+        raise ValueError(f"unbalanced brace in '{value}'; placeholders are {known}")
+    return value
+
+
+CacheTemplate = Annotated[str, AfterValidator(_cache_template)]
+
+
 class CacheConfig(BaseModel):
     """BuildKit cache, per target and platform (so parallel jobs never share one)."""
 
@@ -522,14 +610,14 @@ class CacheConfig(BaseModel):
     mode: Literal["min", "max"] = Field(
         "max", description="max also caches the layers of intermediate (build) stages."
     )
-    ref: str = Field(
+    ref: CacheTemplate = Field(
         "{repository}-buildcache:{platform}",
         description="registry: the cache ref; {repository}, {target}, {platform} (a slug).",
     )
-    dir: str = Field(
+    dir: CacheTemplate = Field(
         ".mab-cache/{target}/{platform}", description="local: folder, relative to builds.yaml."
     )
-    scope: str = Field("{target}-{platform}", description="gha: the cache scope.")
+    scope: CacheTemplate = Field("{target}-{platform}", description="gha: the cache scope.")
 
 
 class BuilderConfig(BaseModel):
@@ -594,7 +682,13 @@ class BuildsConfig(BaseModel):
         "serves it natively, else to one that emulates it (slower).",
     )
     cache: CacheConfig = Field(default_factory=CacheConfig, description="Build cache.")
-    concurrency: int = Field(4, ge=1, le=64, description="Platform builds run at once.")
+    concurrency: Count = Field(4, ge=1, le=64, description="Platform builds run at once.")
+    allow_external_templates: bool = Field(
+        False,
+        description="Let template: name a .j2 file outside the folder of builds.yaml (an "
+        "absolute path, '..', a symlink out). Off: templates come only from templates/ beside "
+        "builds.yaml, paths under that folder, and mab's own.",
+    )
     ci: CIConfig = Field(
         default_factory=CIConfig,
         description="The CI workflows mab ci generate writes (runners, install, triggers).",
@@ -605,22 +699,31 @@ class BuildsConfig(BaseModel):
 
     @model_validator(mode="after")
     def _builders(self) -> BuildsConfig:
-        names = [b.name for b in self.builders]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"builders: name used twice: {', '.join(dupes)}")
+        first: dict[str, int] = {}
+        for i, builder in enumerate(self.builders):
+            if builder.name in first:
+                raise FieldError(
+                    ("builders", i, "name"),
+                    f"name used twice: {builder.name} (also builders[{first[builder.name]}]);"
+                    " give each builder its own name",
+                )
+            first[builder.name] = i
         if self.builder is not None and self.builders:
-            raise ValueError("give either 'builder' or 'builders', not both")
+            raise FieldError(("builder",), "give either 'builder' or 'builders', not both")
         return self
 
 
 @dataclass(frozen=True)
 class Project:
-    """A validated builds.yaml with where it came from."""
+    """A validated builds.yaml with where it came from.
+
+    ``warnings`` are problems that do not stop a build (a context outside the project, a
+    build arg named like a secret), located like errors; the CLI prints them."""
 
     path: Path
     config: BuildsConfig
     lines: LineMap
+    warnings: tuple[ConfigIssue, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -645,16 +748,20 @@ def load_project(path: Path) -> Project:
     except ValidationError as exc:
         raise ConfigError([_issue(path, lines, err) for err in exc.errors()]) from None
     project = Project(path=path, config=config, lines=lines)
-    issues = _check_files(project)
+    issues = [*_check_files(project), *_check_secret_files(project)]
     if issues:
         raise ConfigError(issues)
-    return project
+    return replace(project, warnings=(*_context_warnings(project), *_arg_warnings(project)))
 
 
 def _dotted(loc: Loc) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        text = part if len(part) <= 64 else part[:61] + "..."  # a 300-character key, say
+        out += f".{text}" if out else text
     return out
 
 
@@ -675,6 +782,11 @@ def _clean_loc(raw: tuple[Any, ...]) -> Loc:
 def _issue(path: Path, lines: LineMap, err: Any) -> ConfigIssue:
     loc: Loc = _clean_loc(tuple(err["loc"]))
     kind = err["type"]
+    error = (err.get("ctx") or {}).get("error")
+    if isinstance(error, FieldError):
+        loc = (*loc, *error.loc)
+    # A registries: key with credentials is the value at fault: not in the field either.
+    shown = tuple(map(_hide_userinfo, loc)) if isinstance(error, CredentialsInValue) else loc
     if kind == "extra_forbidden":
         key = str(loc[-1])
         valid = _valid_keys(loc[:-1])
@@ -695,12 +807,19 @@ def _issue(path: Path, lines: LineMap, err: Any) -> ConfigIssue:
             message += f"; did you mean '{close[0]}'?"
     if kind.endswith("_type") or kind in {"literal_error", "int_parsing"}:
         message += f" (got {_short(err.get('input'))})"
-    return ConfigIssue(path, lines.line_of(loc), _dotted(loc) or None, message)
+    return ConfigIssue(path, lines.line_of(loc), _dotted(shown) or None, message)
 
 
 def _short(value: object) -> str:
-    text = repr(value)
+    text = redact(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _hide_userinfo(part: str | int) -> str | int:
+    """A location part (a mapping key) without what precedes its last '@'."""
+    if isinstance(part, str) and "@" in part:
+        return f"{REDACTED}@{part.rpartition('@')[2]}"
+    return part
 
 
 def _valid_keys(loc: Loc) -> list[str]:
@@ -757,13 +876,8 @@ def _check_files(project: Project) -> list[ConfigIssue]:
             )
             continue
         if target.template is not None:
-            if templates.find_template(target.template, base) is None:
-                names = templates.available(base)
-                close = difflib.get_close_matches(target.template, names, n=1)
-                message = f"template '{target.template}' not found"
-                if close:
-                    message += f"; did you mean '{close[0]}'?"
-                message += f" (available: {', '.join(names) or 'none'})"
+            message = _template_problem(target.template, project)
+            if message is not None:
                 issues.append(
                     ConfigIssue(
                         path,
@@ -784,6 +898,106 @@ def _check_files(project: Project) -> list[ConfigIssue]:
                     )
                 )
     return issues
+
+
+def _template_problem(name: str, project: Project) -> str | None:
+    """What is wrong with a target's ``template:`` value, or None when it is usable."""
+    base = project.base_dir
+    try:
+        found = templates.find_template(
+            name, base, allow_external=project.config.allow_external_templates
+        )
+    except templates.TemplateRefused as exc:
+        return str(exc)
+    if found is not None:
+        return None
+    names = templates.available(base)
+    close = difflib.get_close_matches(name, names, n=1)
+    message = f"template '{name}' not found"
+    if close:
+        message += f"; did you mean '{close[0]}'?"
+    return message + f" (available: {', '.join(names) or 'none'})"
+
+
+def _check_secret_files(project: Project) -> list[ConfigIssue]:
+    """A secret's ``file:`` that is missing and looks like a token is most likely the
+    secret itself pasted in: an error that does not repeat it (``mab plan --json`` would
+    print it, and the build would fail on the missing file anyway)."""
+    issues: list[ConfigIssue] = []
+    for name, target in project.config.targets.items():
+        for sid, secret in target.secrets.items():
+            if secret.file is None or _exists(project.base_dir / secret.file):
+                continue
+            if looks_like_token(secret.file):
+                loc: Loc = ("targets", name, "secrets", sid, "file")
+                issues.append(
+                    ConfigIssue(
+                        project.path,
+                        project.locate(loc),
+                        _dotted(loc),
+                        "looks like a secret value, not a path (not shown here): write the "
+                        "path of a file that holds the secret, or use env: NAME",
+                    )
+                )
+    return issues
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, say
+        return False
+
+
+def _context_warnings(project: Project) -> list[ConfigIssue]:
+    """Build contexts outside the folder of builds.yaml: allowed (a monorepo may want it),
+    but said, since everything in that folder is sent to the builder."""
+    root = project.base_dir.resolve()
+    warnings: list[ConfigIssue] = []
+    for name, target in project.config.targets.items():
+        resolved = (project.base_dir / target.context).resolve()
+        if resolved.is_relative_to(root):
+            continue
+        if Path(target.context).is_absolute():
+            how = "an absolute path"
+        elif os.path.normpath(target.context).split(os.sep)[0] == os.pardir:
+            how = "through '..'"
+        else:
+            how = "through a symlink"
+        loc: Loc = ("targets", name, "context")
+        warnings.append(
+            ConfigIssue(
+                project.path,
+                project.locate(loc),
+                _dotted(loc),
+                f"the build context is outside the project folder ({how}: {resolved}); "
+                "all of it is sent to the builder",
+            )
+        )
+    return warnings
+
+
+def _arg_warnings(project: Project) -> list[ConfigIssue]:
+    """Build args named like secrets: their values stay in the image (history, provenance)
+    for anyone who can pull it. The same names lint rule MAB005 flags in a Dockerfile."""
+    warnings: list[ConfigIssue] = []
+    for name, target in project.config.targets.items():
+        for arg in target.args:
+            if not SECRET_NAME_RE.search(arg):
+                continue
+            loc: Loc = ("targets", name, "args", arg)
+            sid = arg.lower().replace("_", "-")
+            warnings.append(
+                ConfigIssue(
+                    project.path,
+                    project.locate(loc),
+                    _dotted(loc),
+                    f"build arg '{arg}' is named like a secret: build args stay in the image "
+                    "(docker history, provenance); pass it as a build secret instead, "
+                    f"secrets: {{{sid}: {{env: {arg}}}}} and RUN --mount=type=secret,id={sid}",
+                )
+            )
+    return warnings
 
 
 def json_schema() -> dict[str, Any]:

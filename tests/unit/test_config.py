@@ -175,3 +175,25 @@ def test_file_not_found(tmp_path: Path) -> None:
         load_project(tmp_path / "builds.yaml")
     assert "file not found" in str(info.value)
     assert info.value.hint is not None
+
+
+def test_registry_with_credentials_does_not_echo_them(write_config: Callable[[str], Path]) -> None:
+    text = "registry: robot:S3cretPassw0rd@r.example.com\ntargets:\n  app: {context: app}\n"
+    (msg,) = errors_of(write_config, text)
+    assert msg.startswith("builds.yaml:1: registry: registry holds credentials")
+    assert "S3cretPassw0rd" not in msg
+
+
+def test_stricter_numbers_and_lists(write_config: Callable[[str], Path]) -> None:
+    (msg,) = errors_of(write_config, "concurrency: false\ntargets:\n  app: {context: app}\n")
+    assert msg == "builds.yaml:1: concurrency: expected a number, got the boolean false"
+    (msg,) = errors_of(write_config, "targets:\n  app:\n    context: app\n    size_budget: 0\n")
+    assert msg.startswith("builds.yaml:4: targets.app.size_budget: a size budget is above 0")
+    (msg,) = errors_of(write_config, "targets:\n  app:\n    context: app\n    platforms: []\n")
+    assert msg.startswith("builds.yaml:4: targets.app.platforms: an empty list builds nothing")
+
+
+def test_allow_external_templates_defaults_off(write_config: Callable[[str], Path]) -> None:
+    project = load_project(write_config("targets:\n  app: {context: app}\n"))
+    assert project.config.allow_external_templates is False
+    assert project.warnings == ()

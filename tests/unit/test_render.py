@@ -95,3 +95,31 @@ def test_render_template_plain_vars(tmp_path: Path) -> None:
     path = tmp_path / "t.Dockerfile.j2"
     path.write_text("FROM {{ image }}\nLABEL t={{ target }}\n")
     assert render_template(path, {"image": "busybox"}, target="x") == "FROM busybox\nLABEL t=x\n"
+
+
+def test_project_template_includes_a_partial_beside_it(project_dir: Path) -> None:
+    (project_dir / "templates").mkdir()
+    (project_dir / "templates" / "base.j2").write_text("FROM {{ image }}\n")
+    (project_dir / "templates" / "mine.Dockerfile.j2").write_text(
+        "{% include 'base.j2' %}USER 1000\n"
+    )
+    (project_dir / "builds.yaml").write_text(
+        "targets:\n  x:\n    context: app\n    template: mine\n    vars: {image: alpine}\n"
+    )
+    target = make_plan(load_project(project_dir / "builds.yaml")).targets[0]
+    assert render_target(target) == "FROM alpine\nUSER 1000\n"
+
+
+def test_render_is_sandboxed_with_the_template_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "t.Dockerfile.j2"
+    path.write_text("FROM busybox\n{{ cycler.__init__.__globals__.os.system('touch PWNED') }}\n")
+    with pytest.raises(ConfigError) as info:
+        render_template(path, {}, target="x")
+    assert str(info.value) == (
+        f"{path}:2: unsafe template: access to attribute '__init__' of 'type' object is unsafe "
+        "(templates render in a sandbox: no attribute starting with '_')"
+    )
+    assert not (tmp_path / "PWNED").exists()

@@ -149,3 +149,28 @@ def test_string_command_and_healthcheck_are_shell_form() -> None:
     listed = render("rust", {"healthcheck": ["/demo", "--health"], "port": 8080})
     assert 'CMD ["/demo", "--health"]' in listed
     assert "EXPOSE 8080" in listed
+
+
+def test_find_template_reads_only_the_project_and_mab_itself(tmp_path: Path) -> None:
+    assert templates.find_template("go", tmp_path) == templates.builtin_dir() / "go.Dockerfile.j2"
+    with pytest.raises(templates.TemplateRefused, match="absolute path"):
+        templates.find_template("/etc/x.j2", tmp_path)
+    with pytest.raises(templates.TemplateRefused, match=r"outside the folder of builds\.yaml"):
+        templates.find_template("../x.j2", tmp_path)
+    with pytest.raises(templates.TemplateRefused, match=r"not a \.j2 file"):
+        templates.find_template("/etc/passwd", tmp_path, allow_external=True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "x.j2").write_text("FROM busybox\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    assert templates.find_template("../shared/x.j2", project, allow_external=True) == (
+        project / "../shared/x.j2"
+    )
+    assert templates.find_template("../shared/missing.j2", project, allow_external=True) is None
+
+
+def test_every_shipped_template_renders_in_the_sandbox() -> None:
+    # The sandbox refuses what a template must not do; the shipped ones need none of it.
+    for name, variables in CASES:
+        assert "FROM" in render(name, variables)
