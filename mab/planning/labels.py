@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from mab.planning.git import public_url
 from mab.planning.tags import TagContext
 
 OCI = "org.opencontainers.image."
@@ -23,11 +24,15 @@ def created(context: TagContext) -> datetime:
 
 
 def oci_annotations(target: str, context: TagContext, version: str | None) -> dict[str, str]:
+    """The generated OCI annotations. *version* is the full one, build metadata kept
+    (``1.2.3+build.5``), though tags drop it. The source URL is cleaned again here, so
+    no user name, password or token is ever pushed inside an image."""
+    git = context.git
     values = {
         "title": target,
         "created": created(context).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "revision": context.git.sha if context.git else None,
-        "source": context.git.source_url if context.git else None,
+        "revision": git.sha if git else None,
+        "source": public_url(git.source_url) if git and git.source_url else None,
         "version": version,
     }
     return {OCI + k: v for k, v in values.items() if v}

@@ -30,9 +30,10 @@ from mab.planning.tags import (
     PlannedTag,
     TagContext,
     TagRuleError,
-    compute_tags,
+    TagSet,
     parse_version,
     resolve_version,
+    tag_set,
 )
 from mab.platforms import Platform, PlatformValueError
 
@@ -84,6 +85,8 @@ class TargetPlan:
     version: str | None = None
     size_budget: int | None = None  # bytes, compressed, per platform image
     secrets: tuple[SecretSource, ...] = ()
+    # what the run should say about its tags (a rule that made none, a tag cut short)
+    tag_notes: tuple[str, ...] = ()
 
     @property
     def tag_names(self) -> tuple[str, ...]:
@@ -168,6 +171,12 @@ class Plan:
     cache_override: tuple[tuple[dict[str, str], ...], dict[str, str] | None] | None = None
 
     routes: tuple[tuple[Platform, Route], ...] = ()
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the run should say about its tags, once each (a shared defaults.tags rule
+        that made no tag is said once, not once per target)."""
+        return tuple(dict.fromkeys(n for t in self.targets for n in t.tag_notes))
 
     @property
     def jobs(self) -> tuple[Job, ...]:
@@ -255,9 +264,12 @@ def make_plan(
     for name, declared, chosen in selected:
         target = cfg.targets[name]
         version = _version(target, cfg, context)
+        made = _tags(project, name, context)
         context_dir = (base / target.context).resolve()
         if target.template is not None:
-            found = templates.find_template(target.template, base)
+            found = templates.find_template(
+                target.template, base, allow_external=cfg.allow_external_templates
+            )
             assert found is not None, "load_project checked templates exist"
             source = DockerfileSource(
                 "template", found, target.template, tuple(sorted(target.vars.items()))
@@ -272,7 +284,8 @@ def make_plan(
                 source=source,
                 platforms=chosen,
                 declared_platforms=declared,
-                tags=_tags(project, name, context),
+                tags=made.tags,
+                tag_notes=made.notes,
                 build_args=tuple(sorted(target.args.items())),
                 build_contexts=tuple(
                     (image, f"docker-image://{mirror}") for image, mirror in contexts
@@ -358,15 +371,25 @@ def _rules(project: Project, name: str) -> tuple[Loc, Sequence[TagItem]]:
     return ("targets", name), ["latest"]
 
 
-def _tags(project: Project, name: str, context: TagContext) -> tuple[PlannedTag, ...]:
+def _tags(project: Project, name: str, context: TagContext) -> TagSet:
+    """A target's tags. A rule may make none in a run (a semver rule with no version, a
+    branch rule on a pull request); the run fails only when the target gets no tag at all,
+    as it could then be published by digest only."""
     loc, rules = _rules(project, name)
     try:
-        return compute_tags(rules, context, name)
+        made = tag_set(rules, context, name)
     except TagRuleError as exc:
         where = (*loc, exc.index) if loc[-1] == "tags" else loc
         raise ConfigError(
             [ConfigIssue(project.path, project.locate(where), f"targets.{name}", str(exc))]
         ) from None
+    if not made.tags:
+        why = "; ".join(made.notes) or "its rules make none in this run"
+        raise ConfigError(
+            [ConfigIssue(project.path, project.locate(loc), f"targets.{name}", f"no tag: {why}")],
+            hint="add a rule every run satisfies (a git sha: `- git: {}`), or pass --version",
+        )
+    return made
 
 
 def _version(target: TargetConfig, cfg: BuildsConfig, context: TagContext) -> str | None:

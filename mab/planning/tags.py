@@ -9,18 +9,26 @@ tags (``latest``, ``MAJOR``, ``MAJOR.MINOR``, an environment, a branch) move. Th
 floating tags move only when the new version is the highest of their line among the tags
 already in the registry (``should_move``), so a 1.4.9 backport never takes ``latest``
 from 2.0.0 and a release candidate never takes anything but its own full version.
+
+A rule may make no tag in a run (no version, a pull request); it says why in the
+``TagSet``'s notes. Templates are builds.yaml text rendered in Jinja2's sandbox; what git
+and the environment say is passed to them as data, never pasted into their source.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import semver
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from mab.config.models import (
     DateRule,
@@ -35,6 +43,15 @@ from mab.planning.git import GitInfo
 
 MAX_TAG = 128
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
+_HASH = 8  # hex digits of sha256 appended to a tag cut to MAX_TAG
+_VERSION_FILE_MAX = 4096
+_TEMPLATE_TEXT_MAX = 4096  # a longer string built in a tag template is refused
+_NO_VERSION_HINT = {
+    "auto": "pass --version X.Y.Z, tag HEAD vX.Y.Z, or write it to {file}",
+    "cli": "pass --version X.Y.Z",
+    "git": "tag HEAD vX.Y.Z",
+    "file": "write it to {file}",
+}
 
 
 class TagRuleError(ValueError):
@@ -81,6 +98,15 @@ class PlannedTag:
         return "floating (if highest)" if self.line is not None else "floating"
 
 
+@dataclass(frozen=True)
+class TagSet:
+    """A target's tags, and what the run should tell the user about them (a rule that
+    made no tag, a tag cut to 128 characters, ...): one line each, for stderr."""
+
+    tags: tuple[PlannedTag, ...]
+    notes: tuple[str, ...] = ()
+
+
 def sanitise(text: str) -> str:
     """Registry tag rules: at most 128 of [A-Za-z0-9_.-], not starting with '.' or '-'."""
     return _INVALID.sub("-", text).lstrip(".-")[:MAX_TAG]
@@ -109,12 +135,29 @@ def resolve_version(options: SemverOptions, context: TagContext) -> tuple[str | 
         if git_tag and (options.source == "git" or parse_version(git_tag) is not None):
             return git_tag, f"git tag {git_tag}"
         if source == "file":
-            path = context.project_dir / options.file
-            if path.is_file():
-                text = path.read_text(encoding="utf-8").strip()
-                if text:
-                    return text, str(options.file)
+            text = _version_file(context.project_dir / options.file)
+            if text:
+                return text, str(options.file)
     return None, ""
+
+
+def _version_file(path: Path) -> str | None:
+    """The text of a version file. A VERSION file is a few bytes, so only the first 4 KiB
+    of a big one is read (it is then no version, and its content is never quoted)."""
+    try:
+        if not path.is_file():
+            return None
+        with path.open("rb") as handle:
+            head = handle.read(_VERSION_FILE_MAX)
+    except OSError:
+        return None
+    return head.decode("utf-8", errors="replace").strip() or None
+
+
+def _release(version: semver.Version | None) -> semver.Version | None:
+    """*version* without build metadata: ``1.2.3+build.5`` is tagged as 1.2.3 (a '+'
+    cannot be in a tag, and ``1.2.3-build.5`` would read as a pre-release)."""
+    return version.replace(build=None) if version is not None else None
 
 
 def _values(context: TagContext, target: str, version: semver.Version | None) -> dict[str, object]:
@@ -136,33 +179,72 @@ def _values(context: TagContext, target: str, version: semver.Version | None) ->
     }
 
 
+class _Sandbox(SandboxedEnvironment):
+    """Tag templates reach no Python (no ``__globals__``, no ``os``), and cannot build a
+    huge value with ``*`` or ``**`` (``{{ 'x' * 10**10 }}``) that would exhaust memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        if operator == "**" and isinstance(right, int) and right > 64:
+            raise SecurityError(f"exponent {right} is too large for a tag")
+        if operator == "*" and (_too_long(left, right) or _too_long(right, left)):
+            raise SecurityError("the repeated text is too long for a tag")
+        return super().call_binop(context, operator, left, right)
+
+
+def _too_long(seq: Any, times: Any) -> bool:
+    sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
+    return sized and len(seq) * times > _TEMPLATE_TEXT_MAX
+
+
+_SANDBOX = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+_SANDBOX.globals.pop("lipsum", None)  # tags need no filler text, of any length
+
+
 def _render(template: str, values: dict[str, object]) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
-    missing = [k for k, v in values.items() if v is None]
+    """Render *template* (builds.yaml text) over *values*. The values (branch and tag
+    names, --env, ...) are data passed to the template, never part of its source."""
     # A value this run does not have is undefined, so StrictUndefined names it.
-    defined = {k: v for k, v in values.items() if k not in missing}
-    return env.from_string(template).render(defined)
+    defined = {k: v for k, v in values.items() if v is not None}
+    return _SANDBOX.from_string(template).render(defined)
 
 
 def _auto_version(context: TagContext) -> semver.Version | None:
     text, _ = resolve_version(SemverOptions(), context)
-    return parse_version(text) if text else None
+    return _release(parse_version(text)) if text else None
+
+
+def tag_set(rules: Sequence[TagItem], context: TagContext, target: str) -> TagSet:
+    """The tags *rules* give for *target* in *context* (first occurrence kept), and the
+    notes the run should print about them."""
+    made: list[PlannedTag] = []
+    notes: list[str] = []
+    for index, rule in enumerate(rules):
+        made.extend(_apply(index, rule, context, target, notes))
+    unique: dict[str, PlannedTag] = {}
+    for tag in made:
+        first = unique.setdefault(tag.name, tag)
+        if first is not tag and first.kind != tag.kind:
+            notes.append(
+                f"tag {tag.name} of rule {tag.rule} is also made by rule {first.rule}: "
+                f"it is {first.kind}"
+            )
+    return TagSet(tuple(unique.values()), tuple(dict.fromkeys(notes)))
 
 
 def compute_tags(
     rules: Sequence[TagItem], context: TagContext, target: str
 ) -> tuple[PlannedTag, ...]:
     """The tags *rules* give for *target* in *context*, first occurrence kept."""
-    out: list[PlannedTag] = []
-    for index, rule in enumerate(rules):
-        out.extend(_apply(index, rule, context, target))
-    unique: dict[str, PlannedTag] = {}
-    for tag in out:
-        unique.setdefault(tag.name, tag)
-    return tuple(unique.values())
+    return tag_set(rules, context, target).tags
 
 
-def _apply(index: int, rule: TagItem, context: TagContext, target: str) -> list[PlannedTag]:
+def _apply(
+    index: int, rule: TagItem, context: TagContext, target: str, notes: list[str]
+) -> list[PlannedTag]:
     made: list[PlannedTag]
     if isinstance(rule, str):
         made = _raw(index, rule, "literal", context, target)
@@ -170,41 +252,81 @@ def _apply(index: int, rule: TagItem, context: TagContext, target: str) -> list[
     else:
         affix = (rule.prefix, rule.suffix)
         if isinstance(rule, SemverRule):
-            made = _semver(index, rule.semver, context)
+            made = _semver(index, rule.semver, context, notes)
         elif isinstance(rule, EnvironmentRule):
             made = _environment(rule, context)
         elif isinstance(rule, GitRule):
-            made = _git(index, rule, context)
+            made = _git(index, rule, context, notes)
         elif isinstance(rule, DateRule):
             made = [PlannedTag(context.now.strftime(rule.date.format), "date", floating=False)]
         else:
             assert isinstance(rule, RawRule)
             made = _raw(index, rule.raw, "raw", context, target)
-    result = []
-    for tag in made:
-        name = sanitise(f"{affix[0]}{tag.name}{affix[1]}")
-        if not name:
-            raise TagRuleError(index, tag.rule, f"makes an empty tag from '{tag.name}'")
-        result.append(PlannedTag(name, tag.rule, tag.floating, tag.version, tag.line, affix))
-    return result
+    return [_finish(index, tag, affix, notes) for tag in made]
 
 
-def _semver(index: int, options: SemverOptions, context: TagContext) -> list[PlannedTag]:
+def _finish(index: int, tag: PlannedTag, affix: tuple[str, str], notes: list[str]) -> PlannedTag:
+    """*tag* with the rule's prefix and suffix, sanitised to the registry's rules; a name
+    over 128 characters is cut in its variable part (see ``_cut``)."""
+    parts = _lead_stripped([_INVALID.sub("-", p) for p in (affix[0], tag.name, affix[1])])
+    name = "".join(parts)
+    if not name:
+        raise TagRuleError(index, tag.rule, f"makes an empty tag from '{tag.name}'")
+    if len(name) > MAX_TAG:
+        cut = _cut(index, tag.rule, parts)
+        notes.append(f"rule {tag.rule}: tag {name[:40]}... ({len(name)} characters) cut to {cut}")
+        name = cut
+    return PlannedTag(name, tag.rule, tag.floating, tag.version, tag.line, affix)
+
+
+def _lead_stripped(parts: list[str]) -> list[str]:
+    """A tag may not start with '.' or '-': strip them from the first non-empty part."""
+    out: list[str] = []
+    stripping = True
+    for part in parts:
+        if stripping:
+            part = part.lstrip(".-")  # noqa: PLW2901 - the loop rebuilds the list
+            stripping = not part
+        out.append(part)
+    return out
+
+
+def _cut(index: int, rule: str, parts: list[str]) -> str:
+    """Cut the middle (the variable part) so the prefix and suffix survive, and append a
+    short hash of the whole name, so two long names that share their first 119
+    characters (``...-amd64``, ``...-arm64``) stay two tags."""
+    prefix, core, suffix = parts
+    room = MAX_TAG - len(prefix) - len(suffix) - _HASH - 1
+    if room < 1:
+        raise TagRuleError(index, rule, f"prefix and suffix leave no room in {MAX_TAG} characters")
+    digest = hashlib.sha256("".join(parts).encode()).hexdigest()[:_HASH]
+    return f"{prefix}{core[:room]}-{digest}{suffix}"
+
+
+def _semver(
+    index: int, options: SemverOptions, context: TagContext, notes: list[str]
+) -> list[PlannedTag]:
     text, source = resolve_version(options, context)
     if text is None:
-        raise TagRuleError(
-            index,
-            "semver",
-            f"no version: pass --version X.Y.Z, tag HEAD vX.Y.Z, or write it to {options.file}",
-        )
-    version = parse_version(text)
-    if version is None:
+        hint = _NO_VERSION_HINT[options.source].format(file=options.file)
+        notes.append(f"semver rule: no version in this run ({hint}); it makes no tags")
+        return []
+    parsed = parse_version(text)
+    if parsed is None:
+        # a file's content is not quoted: it may hold a token rather than a version
+        if source == str(options.file):
+            raise TagRuleError(index, "semver", f"{source} holds no semver version (X.Y.Z)")
         raise TagRuleError(index, "semver", f"'{text}' (from {source}) is not a semver version")
+    version = _release(parsed)
+    assert version is not None
     full = str(version)
     tags: list[PlannedTag] = []
-    if options.full:
-        tags.append(PlannedTag(full, f"semver (full, from {source})", floating=False))
-    if version.prerelease or version.build:
+    if options.full or version.prerelease:
+        # full: false keeps the full version of a pre-release, as metadata-action does,
+        # so that a release candidate is never published by digest only
+        why = "full" if options.full else "full, as a pre-release"
+        tags.append(PlannedTag(full, f"semver ({why}, from {source})", floating=False))
+    if version.prerelease:
         return tags  # a pre-release never moves a floating tag
     if options.minor:
         tags.append(
@@ -236,7 +358,7 @@ def _environment(rule: EnvironmentRule, context: TagContext) -> list[PlannedTag]
     return tags
 
 
-def _git(index: int, rule: GitRule, context: TagContext) -> list[PlannedTag]:
+def _git(index: int, rule: GitRule, context: TagContext, notes: list[str]) -> list[PlannedTag]:
     git = context.git
     if git is None:
         raise TagRuleError(index, "git", "builds.yaml is not in a git checkout")
@@ -245,14 +367,40 @@ def _git(index: int, rule: GitRule, context: TagContext) -> list[PlannedTag]:
     if options.sha:
         tags.append(PlannedTag(git.sha[: options.sha_length], "git (sha)", floating=False))
     if options.branch:
-        if not git.branch:
-            raise TagRuleError(
-                index, "git", "HEAD is on no branch (detached) and no CI branch variable is set"
-            )
-        tags.append(PlannedTag(git.branch, "git (branch)", floating=True))
+        tags.extend(_branch(index, git, asked_for_pr=options.pull_request, notes=notes))
+    if options.pull_request:
+        tags.extend(_pull_request(git, notes))
     if options.tag and git.tag:
         tags.append(PlannedTag(git.tag, "git (tag)", floating=False))
     return tags
+
+
+def _branch(index: int, git: GitInfo, *, asked_for_pr: bool, notes: list[str]) -> list[PlannedTag]:
+    """The branch tag: none on a pull request (its head branch is the contributor's,
+    maybe a fork's ``master``) nor on a tag build (the tag is not a branch)."""
+    if git.kind == "pull_request":
+        if not asked_for_pr:
+            notes.append(
+                "git rule: a pull-request build gets no branch tag "
+                "(git: {pull_request: true} tags it pr-NUMBER)"
+            )
+        return []
+    if git.kind == "tag":
+        return []
+    if not git.branch:
+        raise TagRuleError(
+            index, "git", "HEAD is on no branch (detached) and no CI branch variable is set"
+        )
+    return [PlannedTag(git.branch, "git (branch)", floating=True)]
+
+
+def _pull_request(git: GitInfo, notes: list[str]) -> list[PlannedTag]:
+    if git.kind != "pull_request":
+        return []
+    if not git.pull_request:
+        notes.append("git rule: the pull request's number is unknown; no pr- tag")
+        return []
+    return [PlannedTag(f"pr-{git.pull_request}", "git (pull request)", floating=True)]
 
 
 def _raw(index: int, text: str, kind: str, context: TagContext, target: str) -> list[PlannedTag]:
@@ -262,19 +410,22 @@ def _raw(index: int, text: str, kind: str, context: TagContext, target: str) -> 
             text = _render(text, values)
         except jinja2.UndefinedError as exc:
             raise TagRuleError(index, kind, f"{exc} in this run") from None
+        except SecurityError as exc:
+            raise TagRuleError(index, kind, f"template not allowed: {exc}") from None
         except jinja2.TemplateError as exc:
             raise TagRuleError(index, kind, f"template error: {exc}") from None
+        except Exception as exc:  # any failure of builds.yaml text is the rule's error
+            raise TagRuleError(index, kind, f"template error: {type(exc).__name__}") from None
     return [PlannedTag(text, kind, floating=text == "latest")]
 
 
-def should_move(tag: PlannedTag, existing: Iterable[str]) -> tuple[bool, str]:
-    """Whether floating *tag* may move to this run's index, given the registry's tags."""
-    if not tag.floating or tag.line is None or tag.version is None:
-        return True, ""
-    mine = semver.Version.parse(tag.version)
+def highest_release(tag: PlannedTag, existing: Iterable[str]) -> tuple[semver.Version, str] | None:
+    """The highest release (no pre-release) in *tag*'s line among *existing* tag names,
+    with the tag that names it (prefix and suffix included); None for a tag without a line."""
+    if tag.line is None:
+        return None
     prefix, suffix = tag.affix
-    line = tag.line
-    highest: semver.Version | None = None
+    highest: tuple[semver.Version, str] | None = None
     for name in existing:
         if not (name.startswith(prefix) and name.endswith(suffix)):
             continue
@@ -282,10 +433,19 @@ def should_move(tag: PlannedTag, existing: Iterable[str]) -> tuple[bool, str]:
         other = parse_version(core)
         if other is None or other.prerelease or other.build:
             continue
-        if (other.major, other.minor)[: len(line)] != line:
+        if (other.major, other.minor)[: len(tag.line)] != tag.line:
             continue
-        if highest is None or other > highest:
-            highest = other
-    if highest is not None and highest > mine:
-        return False, f"{highest} is higher"
+        if highest is None or other > highest[0]:
+            highest = (other, name)
+    return highest
+
+
+def should_move(tag: PlannedTag, existing: Iterable[str]) -> tuple[bool, str]:
+    """Whether floating *tag* may move to this run's index, given the registry's tags."""
+    if not tag.floating or tag.line is None or tag.version is None:
+        return True, ""
+    mine = semver.Version.parse(tag.version)
+    highest = highest_release(tag, existing)
+    if highest is not None and highest[0] > mine:
+        return False, f"{highest[0]} is higher"
     return True, ""

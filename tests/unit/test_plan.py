@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from mab.config.models import load_project
-from mab.errors import UsageError
-from mab.planning.plan import make_plan
+from mab.errors import ConfigError, UsageError
+from mab.planning.git import GitInfo
+from mab.planning.plan import Plan, make_plan
+from mab.planning.tags import TagContext
 from mab.platforms import Platform
 
 CONFIG = """\
@@ -116,3 +119,60 @@ def test_to_dict_is_json_ready(write_config: Callable[[str], Path]) -> None:
     }
     assert api["platforms"] == ["linux/amd64", "linux/arm64", "linux/arm/v7"]
     assert data["targets"][0]["context"] == "app"
+
+
+# Tag rules through the plan: sandbox, runs without a version, build metadata.
+
+TAGS_NOW = datetime(2026, 11, 27, tzinfo=UTC)
+ON_MAIN = GitInfo("0123456789abcdef0123456789abcdef01234567", "main", None, 0, None)
+
+
+def _plan_with_tags(write_config: Callable[[str], Path], tags: str, **context: object) -> Plan:
+    text = f"defaults:\n  tags:\n{tags}targets:\n  app: {{context: app}}\n"
+    return make_plan(
+        load_project(write_config(text)),
+        context=TagContext(now=TAGS_NOW, **context),  # type: ignore[arg-type]
+    )
+
+
+def test_sandboxed_tag_template_is_a_located_rule_error(
+    write_config: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rule = "x{{ cycler.__init__.__globals__.os.system('touch PWNED') }}"
+    with pytest.raises(ConfigError) as raised:
+        _plan_with_tags(write_config, f'    - stable\n    - raw: "{rule}"\n')
+    (issue,) = raised.value.issues
+    assert issue.line == 4 and "tag rule raw" in issue.message
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_readme_defaults_plan_on_a_branch_push_without_version(
+    write_config: Callable[[str], Path],
+) -> None:
+    rules = (
+        "    - semver: {}\n"
+        "    - git: {sha: true, branch: true}\n"
+        "    - environment: {}\n"
+        "    - semver: {latest: false}\n"
+        "      prefix: v\n"
+    )
+    plan = _plan_with_tags(write_config, rules, git=ON_MAIN)
+    assert plan.targets[0].tag_names == ("0123456", "main")
+
+
+def test_a_target_with_no_tag_at_all_fails(write_config: Callable[[str], Path]) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _plan_with_tags(write_config, "    - semver: {}\n")
+    (issue,) = raised.value.issues
+    assert issue.line == 2 and issue.field == "targets.app"  # the tags: list
+    assert "no tag: semver rule: no version" in issue.message
+    assert raised.value.hint and "--version" in raised.value.hint
+
+
+def test_version_label_keeps_build_metadata(write_config: Callable[[str], Path]) -> None:
+    plan = _plan_with_tags(write_config, "    - semver: {}\n", version="v1.2.3+build.5")
+    (app,) = plan.targets
+    assert app.tag_names == ("1.2.3", "1.2", "1", "latest")
+    assert app.version == "1.2.3+build.5"
+    assert dict(app.labels)["org.opencontainers.image.version"] == "1.2.3+build.5"

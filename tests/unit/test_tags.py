@@ -18,6 +18,7 @@ from mab.planning.tags import (
     compute_tags,
     sanitise,
     should_move,
+    tag_set,
 )
 
 RULES: TypeAdapter[list[TagItem]] = TypeAdapter(list[TagItem])
@@ -48,7 +49,8 @@ def planned(rules: list[Any], **context: Any) -> tuple[PlannedTag, ...]:
         ("0.9.0", ["0.9.0", "0.9", "0", "latest"]),
         ("1.3.0-rc.1", ["1.3.0-rc.1"]),  # a pre-release gets only its full version
         ("2.0.0-beta", ["2.0.0-beta"]),
-        ("1.2.3+build.7", ["1.2.3-build.7"]),  # build metadata: '+' is not a tag character
+        # build metadata is dropped from tags (kept in the version label)
+        ("1.2.3+build.7", ["1.2.3", "1.2", "1", "latest"]),
     ],
 )
 def test_semver(version: str, expected: list[str]) -> None:
@@ -83,11 +85,12 @@ def test_semver_version_sources(tmp_path: Path) -> None:
     assert tags([{"semver": {}}], git=other, project_dir=tmp_path)[0] == "3.1.4"
 
 
-def test_semver_without_version_names_the_rule() -> None:
-    with pytest.raises(TagRuleError) as info:
-        tags(["x", {"semver": {}}])
-    assert info.value.index == 1 and info.value.rule == "semver"
-    assert "--version" in str(info.value)
+def test_semver_without_version_makes_no_tags_and_names_the_rule() -> None:
+    # was an error that failed the whole run; now the rule makes no tags and says so
+    result = tag_set(RULES.validate_python(["x", {"semver": {}}]), TagContext(now=NOW), "api")
+    assert [t.name for t in result.tags] == ["x"]
+    (note,) = result.notes
+    assert note.startswith("semver rule:") and "--version" in note
 
 
 def test_semver_bad_version() -> None:
