@@ -13,6 +13,11 @@ with ``mab login HOST``, which reads the environment variables builds.yaml's
 
 Planning here reads the configuration directly, not ``make_plan``: a workflow does not
 depend on this run's tags (a semver rule without a version must not stop generation).
+
+The jobs install exactly the mab that generated them: ``pip install mab-build==VERSION``
+by default, or ``ci.install`` (e.g. a git URL pinned to a commit). The distribution is
+named ``mab-build`` because ``mab`` on PyPI is an unrelated project; :func:`install_problem`
+is the check builds.yaml's ``ci.install`` must pass.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, Literal
 
 import yaml
@@ -81,6 +87,170 @@ _ARCH_WORDS = {
 # What a runner runs without emulation, besides its own architecture.
 _ALSO_NATIVE = {"amd64": frozenset({"386"})}
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+# --- how the jobs install mab ----------------------------------------------------------------
+
+# The distribution this project publishes; the command and the import package stay ``mab``.
+# ``mab`` on PyPI is someone else's project (Multi-Armed Bandits, 0.1.24, 2016).
+DISTRIBUTION = "mab-build"
+FOREIGN_DISTRIBUTION = "mab"
+
+# Words that run an installer: pip, pip3, pip3.12, /opt/mab/bin/pip, pipx, uv (uv pip
+# install, uv tool install). ``python -m pip install`` has the word pip too.
+_INSTALLER_RE = re.compile(r"^(?:pip[0-9.]*|pipx|uv)$")
+# pip install options that take a value as the next word (``-r FILE``, ``-e PATH``, ...):
+# that word is not a requirement
+_VALUE_OPTIONS = frozenset(
+    {
+        *("-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-t", "--target"),
+        *("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--prefix"),
+        *("--root", "--src", "--python", "-p", "--platform", "--python-version"),
+        *("--implementation", "--abi", "--no-binary", "--only-binary", "-C"),
+        *("--config-settings", "--global-option", "--upgrade-strategy", "--trusted-host"),
+        *("--cache-dir", "--log", "--proxy", "--retries", "--timeout", "--exists-action"),
+        *("--cert", "--client-cert", "--report", "--progress-bar", "--index", "--with"),
+    }
+)
+# NAME[EXTRAS] then the rest of a PEP 508 requirement (specifiers, ``@ URL``, ``; marker``)
+_REQUIREMENT_RE = re.compile(
+    r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*(.*)$", re.S
+)
+_EXACT_PIN_RE = re.compile(r"^(?:===?)\s*[A-Za-z0-9][A-Za-z0-9.+!_-]*\s*(?:;.*)?$", re.S)
+_OPERATORS = ";&|()<>"  # what ends a simple command in a shell line
+_GIT_COMMIT_RE = re.compile(r"@[0-9a-fA-F]{7,40}(?:$|#)")
+
+
+def running_version() -> str:
+    """The version of the running mab: its installed distribution's, else the package's."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
+def default_install() -> str:
+    """What the jobs run when builds.yaml sets no ``ci.install``: this very version."""
+    return f"pip install {DISTRIBUTION}=={running_version()}"
+
+
+def install_command(ci: CIConfig) -> str:
+    return ci.install if ci.install is not None else default_install()
+
+
+def _normal_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PyPI's normalisation (PEP 503)
+
+
+def _install_words(command: str) -> Iterable[list[str]]:
+    """The words after an installer's ``install`` in each simple command of *command*
+    (``pip install -U X && mab --version``: ``-U X``)."""
+    for line in command.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=_OPERATORS)
+        lexer.whitespace_split = True
+        lexer.commenters = ""
+        try:
+            tokens = list(lexer)
+        except ValueError:
+            continue  # unbalanced quotes: the job's shell says so
+        segments: list[list[str]] = [[]]
+        for token in tokens:
+            if token.startswith("#"):
+                break  # a comment: the rest of the line
+            if token and set(token) <= set(_OPERATORS):
+                segments.append([])
+            else:
+                segments[-1].append(token)
+        for segment in segments:
+            names = [word.rsplit("/", 1)[-1] for word in segment]
+            for i, name in enumerate(names):
+                if name == "install" and any(_INSTALLER_RE.match(n) for n in names[:i]):
+                    yield segment[i + 1 :]
+                    break
+
+
+def _named_requirements(command: str) -> Iterable[tuple[str, str, str]]:
+    """(word, normalised name, rest) of each requirement *command* installs by name from an
+    index; not a direct reference (``NAME @ URL``), a path, a URL or an option's value."""
+    for words in _install_words(command):
+        skip = False
+        for word in words:
+            if skip:
+                skip = False
+                continue
+            if word.startswith("-"):
+                skip = word in _VALUE_OPTIONS
+                continue
+            match = _REQUIREMENT_RE.match(word)
+            if match is None:
+                continue
+            rest = match[2].strip()
+            if rest == "" or rest[0] in "<>=!~;":
+                yield word, _normal_name(match[1]), rest
+
+
+def install_problem(command: str) -> str | None:
+    """Why ``ci.install`` *command* must not be used, or None.
+
+    It must not install ``mab`` from a package index (that is someone else's project), nor
+    ``mab-build`` without an exact ``==VERSION`` (a job would get whatever is newest when it
+    runs). A URL, a path or ``NAME @ URL`` is the user's own source and passes."""
+    if not command.strip():
+        return "empty: give the command that installs mab, or remove the key for the default"
+    for word, name, rest in _named_requirements(command):
+        if name == FOREIGN_DISTRIBUTION:
+            return (
+                f"'{word}' installs the PyPI project named mab, which is not this mab "
+                "(it is an unrelated Multi-Armed Bandits library): every job would run "
+                "someone else's code with the registry credentials in its environment. "
+                f"This mab is the distribution {DISTRIBUTION}: remove ci.install for "
+                f"the default (pip install {DISTRIBUTION}=={running_version()}), or "
+                'install from a source you control, e.g. pip install "git+https://'
+                'github.com/ORG/mab@COMMIT"'
+            )
+        if name == DISTRIBUTION and not _EXACT_PIN_RE.match(rest):
+            return (
+                f"'{word}' is not pinned: each job would install whatever {DISTRIBUTION} "
+                "is newest when it runs, not the mab that generated the workflow. Pin "
+                f"it ({DISTRIBUTION}=={running_version()}), or remove ci.install for "
+                "that default"
+            )
+    return None
+
+
+def check_install(command: str) -> str:
+    """``ci.install``'s validation: *command*, or ValueError saying what is wrong with it."""
+    problem = install_problem(command)
+    if problem is not None:
+        raise ValueError(problem)
+    return command
+
+
+def _install_notes(ci: CIConfig, notes: _Notes) -> None:
+    if ci.install is None:
+        version = running_version()
+        if "+" in version or ".dev" in version:
+            notes.add(
+                f"the jobs install {DISTRIBUTION}=={version}, a development version no "
+                "package index has: set ci.install to a source you control, e.g. "
+                'pip install "git+https://github.com/ORG/mab@COMMIT"'
+            )
+        return
+    version = running_version()
+    for word, name, rest in _named_requirements(ci.install):
+        pinned = re.sub(r"^===?\s*|\s*;.*$", "", rest, flags=re.S)
+        if name == DISTRIBUTION and pinned != version:
+            notes.add(
+                f"ci.install installs {word}, but this is mab {version}: the jobs run a "
+                "workflow written for another version; regenerate it with that one, or "
+                "pin this one"
+            )
+    for url in re.findall(r"git\+[^\s'\"]+", ci.install):
+        if not _GIT_COMMIT_RE.search(url.rsplit("/", 1)[-1]):
+            notes.add(
+                f"ci.install installs {url} without a commit: each job gets whatever that "
+                "branch or tag holds when it runs; pin one (URL@COMMIT)"
+            )
 
 
 # --- selection and the matrix ---------------------------------------------------------------
@@ -362,7 +532,8 @@ _GitHubDumper.yaml_implicit_resolvers = {
 def _header(provider: Provider, options: Options) -> str:
     command = options.command or f"mab ci generate {provider} --force"
     return (
-        f"# Generated by `mab ci generate {provider}` (mab {__version__}) from {options.file}.\n"
+        f"# Generated by `mab ci generate {provider}` (mab {running_version()}) from "
+        f"{options.file}.\n"
         "# Do not edit it by hand: change builds.yaml (its ci: section), then regenerate:\n"
         f"#   {command}\n"
     )
@@ -459,7 +630,7 @@ def _github_setup(ci: CIConfig) -> list[dict[str, Any]]:
     return [
         {"name": "Check out", "uses": CHECKOUT, "with": {"fetch-depth": 0}},
         {"name": "Set up Python", "uses": SETUP_PYTHON, "with": {"python-version": ci.python}},
-        _step("Install mab", ci.install),
+        _step("Install mab", install_command(ci)),
     ]
 
 
@@ -476,6 +647,7 @@ def github_workflow(project: Project, options: Options) -> Generated:
     ci = config.ci
     notes = _Notes()
     _registry_notes(config, options.registry, "github", notes)
+    _install_notes(ci, notes)
     cache = _cache_mode(ci, "github", notes)
     entries = matrix(config, "platform", options.targets)
     logins = _github_logins(config, options)
@@ -622,7 +794,7 @@ def _gitlab_before(config: BuildsConfig, options: Options, qemu: Platform | None
         ci.gitlab.setup,
         "python3 -m venv /opt/mab",
         'export PATH="/opt/mab/bin:$PATH"',
-        ci.install,
+        install_command(ci),
     ]
     if qemu is not None:
         lines.append(f"docker run --privileged --rm {BINFMT_IMAGE} --install {qemu.arch}")
@@ -638,6 +810,7 @@ def gitlab_pipeline(project: Project, options: Options) -> Generated:
     ci = config.ci
     notes = _Notes()
     _registry_notes(config, options.registry, "gitlab", notes)
+    _install_notes(ci, notes)
     cache = _cache_mode(ci, "gitlab", notes)
     entries: list[MatrixEntry] = []
     for entry in matrix(config, "platform", options.targets):

@@ -8,26 +8,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def test_wheel_carries_templates_and_renders_outside_the_checkout(tmp_path: Path) -> None:
-    wheels = tmp_path / "wheels"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--quiet",
-            "-w",
-            str(wheels),
-            str(REPO),
-        ],
-        check=True,
-    )
-    (wheel,) = wheels.glob("mab-*.whl")
+def test_wheel_carries_templates_and_renders_outside_the_checkout(
+    wheel: Path, tmp_path: Path
+) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "mab/templates/go.Dockerfile.j2" in names
 

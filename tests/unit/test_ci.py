@@ -8,10 +8,12 @@ missing one fails the test rather than skipping it).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +256,7 @@ def test_github_ghcr_without_registries_entry_uses_the_job_token(
 
 def test_github_triggers_install_and_narrowing(write_config: Callable[[str], Path]) -> None:
     path = write_config(
-        CONFIG + '  install: pip install mab==1.2.3\n  python: "3.11"\n'
+        CONFIG + '  install: pip install mab-build==1.2.3\n  python: "3.11"\n'
         "  branches: [main, release/*]\n  git_tags: []\n  cache: config\n"
     )
     data = yaml.safe_load(_generate(path, "github", "--out", "-", "-t", "web").stdout)
@@ -262,7 +264,7 @@ def test_github_triggers_install_and_narrowing(write_config: Callable[[str], Pat
     assert on == {"push": {"branches": ["main", "release/*"]}, "workflow_dispatch": {}}
     assert list(data["jobs"]) == ["build-linux-amd64", "build-linux-arm64", "merge"]
     job = data["jobs"]["build-linux-amd64"]
-    assert "pip install mab==1.2.3" in _run_steps(job)
+    assert "pip install mab-build==1.2.3" in _run_steps(job)
     assert job["steps"][1]["with"] == {"python-version": "3.11"}
     build = next(r for r in _run_steps(job) if r.startswith("mab build"))
     assert build.endswith("--target web")  # narrowed; no --cache-* with cache: config
@@ -428,3 +430,183 @@ def test_builds_with_routed_builders_use_the_runners_builder(
     plain = tmp_path / "plain.yml"
     _generate(write_config(CONFIG), "github", "--out", str(plain))
     assert "--builder" not in plain.read_text()
+
+
+# --- how the jobs install mab ---------------------------------------------------------------
+
+# The version of the mab under test, as pip installed it (scripts/venv: editable)
+VERSION = metadata.version("mab-build")
+PINNED_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+GIT_INSTALL = f'pip install "git+https://example.com/org/mab@{PINNED_COMMIT}"'
+
+
+def _install_lines(text: str) -> list[str]:
+    """Every line of a generated file that installs something with pip."""
+    return [
+        line[line.index("pip install") :] for line in text.splitlines() if "pip install" in line
+    ]
+
+
+def test_version_names_the_distribution() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"mab {VERSION} (distribution mab-build)\n"
+    assert ci.DISTRIBUTION == "mab-build" and ci.running_version() == VERSION
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab"])
+def test_jobs_install_exactly_the_generating_version(
+    write_config: Callable[[str], Path], provider: str
+) -> None:
+    result = _generate(write_config(CONFIG), provider, "--out", "-")
+    text = result.stdout
+    assert f"(mab {VERSION})" in text.splitlines()[0]
+    wanted = f"pip install mab-build=={VERSION}"
+    assert ci.default_install() == wanted
+    data = yaml.safe_load(text)
+    if provider == "github":
+        installs = [
+            step["run"]
+            for job in data["jobs"].values()
+            for step in job["steps"]
+            if step["name"] == "Install mab"
+        ]
+        assert len(installs) == len(data["jobs"])  # every job, build and merge
+    else:
+        jobs = [v for k, v in data.items() if k.startswith("build-") or k == "merge"]
+        installs = [line for job in jobs for line in job["before_script"] if "install m" in line]
+        assert len(installs) == len(jobs)
+    assert set(installs) == {wanted}
+    assert _install_lines(text) == [wanted] * len(installs)
+    # never the bare name: mab on PyPI is someone else's project
+    assert not re.search(r"pip install (mab|mab-build)(\s|$)", text)
+    assert "note: ci.install" not in result.stderr
+
+
+FOREIGN = "installs the PyPI project named mab, which is not this mab"
+UNPINNED = "is not pinned: each job would install whatever mab-build is newest"
+
+
+@pytest.mark.parametrize(
+    ("command", "why"),
+    [
+        ("pip install mab", FOREIGN),
+        ("pip install -U mab", FOREIGN),
+        ("python -m pip install mab==0.1.24", FOREIGN),  # pinned or not: the other project
+        ("pip3 install 'mab>=0.1'", FOREIGN),
+        ("pipx install mab", FOREIGN),
+        ("pip install MAB", FOREIGN),
+        ("pip install -q \\\n  mab", FOREIGN),
+        ("set -e; pip install wheel\npip install mab  # the CLI", FOREIGN),
+        ("pip install mab-build", UNPINNED),
+        ("pip install mab_build", UNPINNED),  # the same name to PyPI
+        ("pip install 'Mab.Build>=0.1'", UNPINNED),
+        ("pip install 'mab-build~=0.1'", UNPINNED),
+        ("pip install 'mab-build==0.*'", UNPINNED),
+        ("pip install 'mab-build[extra]'", UNPINNED),
+        ("uv pip install mab-build", UNPINNED),
+        ("/opt/mab/bin/pip install -U pip && /opt/mab/bin/pip install mab-build", UNPINNED),
+        ("pip install --index-url https://pypi.example.com/simple mab-build", UNPINNED),
+    ],
+)
+def test_unpinned_or_foreign_installs_are_refused(command: str, why: str) -> None:
+    problem = ci.install_problem(command)
+    assert problem is not None and why in problem
+    assert f"mab-build=={VERSION}" in problem  # the way out
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        ci.check_install(command)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "pip install mab-build==0.1.0",
+        "pip install mab_build===0.1.0",
+        "pip install 'mab-build[extra]==0.1.0'",
+        "pip install 'mab-build==0.1.0; python_version >= \"3.11\"'",
+        "pip install --index-url https://pypi.example.com/simple mab-build==0.1.0",
+        GIT_INSTALL,
+        f'pip install "mab-build @ git+https://example.com/org/mab@{PINNED_COMMIT}"',
+        "pip install ./wheels/mab_build-0.1.0-py3-none-any.whl",
+        "pip install --no-index --find-links wheels mab-build==0.1.0",
+        "pip install -r ci/requirements.txt",
+        "pip install -r mab -c mab",  # files named mab, not the project
+        "pip install -e .",
+        "pip install mabel && pip download mab",  # no mab installed
+        "pip install mab-build==0.1.0 'unbalanced",
+    ],
+)
+def test_pinned_or_own_source_installs_pass(command: str) -> None:
+    assert ci.install_problem(command) is None
+    assert ci.check_install(command) == command
+
+
+@pytest.mark.parametrize(
+    ("install", "expected"),
+    [
+        ("pip install mab", "unrelated Multi-Armed Bandits library"),
+        ("python3 -m pip install 'mab-build>=0.1'", "is not pinned"),
+        ('""', "empty: give the command that installs mab"),
+    ],
+)
+def test_ci_install_problems_are_config_errors(
+    write_config: Callable[[str], Path], install: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_project(write_config(CONFIG + f"  install: {install}\n"))
+    text = str(info.value)
+    assert "builds.yaml:15: ci.install:" in text and expected in text
+
+
+def test_ci_install_null_is_the_default(write_config: Callable[[str], Path]) -> None:
+    config = load_project(write_config(CONFIG + "  install: null\n")).config
+    assert config.ci.install is None
+    assert ci.install_command(config.ci) == f"pip install mab-build=={VERSION}"
+
+
+def test_ci_install_git_url_pinned_to_a_commit(
+    write_config: Callable[[str], Path], project_dir: Path
+) -> None:
+    path = write_config(CONFIG + f"  install: '{GIT_INSTALL}'\n")
+    github = _generate(path, "github")
+    workflow = project_dir / ".github" / "workflows" / "mab.yml"
+    steps = [
+        step["run"]
+        for job in yaml.safe_load(workflow.read_text())["jobs"].values()
+        for step in job["steps"]
+        if step["name"] == "Install mab"
+    ]
+    assert steps and set(steps) == {GIT_INSTALL}
+    assert "note: ci.install" not in github.stderr
+    lint = subprocess.run(
+        [_tool("actionlint"), "-no-color", str(workflow)], capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    gitlab = _generate(path, "gitlab", "--out", "-")
+    assert GIT_INSTALL in yaml.safe_load(gitlab.stdout)["merge"]["before_script"]
+    assert "note: ci.install" not in gitlab.stderr
+
+
+def test_ci_install_git_url_without_a_commit_gets_a_note(
+    write_config: Callable[[str], Path],
+) -> None:
+    path = write_config(
+        CONFIG + "  install: pip install git+https://example.com/org/mab.git@main\n"
+    )
+    result = _generate(path, "github", "--out", "-")
+    assert "note: ci.install installs git+https://example.com/org/mab.git@main without a " in (
+        result.stderr
+    )
+
+
+def test_ci_install_of_another_version_gets_a_note(write_config: Callable[[str], Path]) -> None:
+    other = write_config(CONFIG + "  install: pip install 'mab-build==99.0'\n")
+    result = _generate(other, "github", "--out", "-")
+    assert f"note: ci.install installs mab-build==99.0, but this is mab {VERSION}" in (
+        result.stderr
+    )
+    same = write_config(CONFIG + f"  install: python -m pip install mab_build=={VERSION}\n")
+    result = _generate(same, "gitlab", "--out", "-")
+    assert "note: ci.install" not in result.stderr
+    assert f"python -m pip install mab_build=={VERSION}" in result.stdout
