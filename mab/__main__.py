@@ -1,5 +1,5 @@
 """``python -m mab`` runs the CLI."""
 
-from mab.cli.main import main
+from mab.entry import main
 
 main()

@@ -13,22 +13,23 @@ options, calls one of these inside its error guard, and formats the result.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mab import doctor as checkup
 from mab import init as generator
 from mab import lint as rules
 from mab.config.defaults import default_registry
 from mab.config.models import Project, load_project
 from mab.engine.base import Engine
-from mab.errors import EngineError, UsageError
-from mab.pipeline import digests
+from mab.errors import EngineError, MabError, RegistryError, UsageError
+from mab.pipeline import digests, emulation
 from mab.pipeline.audit import run_verify
 from mab.pipeline.build import run_build
+from mab.pipeline.load import LoadReport, load_targets
 from mab.pipeline.merge import run_merge
 from mab.pipeline.promote import Promotion
 from mab.pipeline.promote import promote as run_promote
@@ -37,11 +38,14 @@ from mab.planning import git, render
 from mab.planning.cache import parse_spec
 from mab.planning.plan import Plan, TargetPlan, make_plan
 from mab.planning.tags import TagContext
+from mab.platforms import Platform
+from mab.registry import credentials
 from mab.registry.base import RegistryFactory, split_repository
-from mab.registry.client import RegistryClient
+from mab.registry.client import RegistryClient, RetryPolicy
 from mab.registry.login import login_for_build
 from mab.registry.query import client as registry_client
 from mab.registry.retention import CleanupPlan, Policy, decide, snapshot
+from mab.scratch import scratch
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class Loaded:
 
     project: Project
     plan: Plan
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """What the user should read before the run: builds.yaml's warnings (a context
+        outside the project, a build arg named like a secret) and the tag rules' notes."""
+        return (*(f"warning: {w}" for w in self.project.warnings), *self.plan.notes)
 
 
 def docker_engine() -> Engine:
@@ -62,8 +72,7 @@ def docker_engine() -> Engine:
 def tag_context(project: Project, version: str | None, env: str | None) -> TagContext:
     """Everything tag rules and labels read, read once for the whole run."""
     info = git.read(project.base_dir)
-    sde = os.environ.get("SOURCE_DATE_EPOCH", "")
-    epoch = int(sde) if sde.isdigit() else (info.commit_time if info and info.commit_time else None)
+    epoch = source_date_epoch() or (info.commit_time if info and info.commit_time else None)
     return TagContext(
         now=datetime.now(UTC),
         version=version or os.environ.get("MAB_VERSION") or None,
@@ -72,6 +81,23 @@ def tag_context(project: Project, version: str | None, env: str | None) -> TagCo
         project_dir=project.base_dir,
         source_date_epoch=epoch,
     )
+
+
+_LATEST_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last second a timestamp can name
+
+
+def source_date_epoch() -> int | None:
+    """``SOURCE_DATE_EPOCH`` (reproducible-builds.org), checked: a UsageError naming the
+    variable for text or an out-of-range number, never an OverflowError."""
+    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) > _LATEST_EPOCH:
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH={text[:30]!r} is not a Unix time",
+            hint="set it to whole seconds since 1970 (e.g. git log -1 --format=%ct), or unset it",
+        )
+    return int(text)
 
 
 def load(
@@ -131,6 +157,7 @@ def build(
     registries: RegistryFactory = RegistryClient,
     no_cache: bool = False,
     by_digest_only: bool = False,
+    force: bool = False,
 ) -> RunReport:
     """``mab build``: build, push by digest, publish and verify every target of the plan
     (with *by_digest_only*, one job of a split build: push by digest and stop)."""
@@ -141,6 +168,7 @@ def build(
         registries=registries,
         no_cache=no_cache,
         by_digest_only=by_digest_only,
+        force=force,
     )
 
 
@@ -162,10 +190,11 @@ def merge(
     reporter: Reporter,
     *,
     registries: RegistryFactory = RegistryClient,
+    force: bool = False,
 ) -> RunReport:
     """``mab merge``: publish the targets whose every platform a split build pushed."""
     records = digests.read(folder)
-    return run_merge(loaded.plan, engine, records, reporter, registries=registries)
+    return run_merge(loaded.plan, engine, records, reporter, registries=registries, force=force)
 
 
 def verify(
@@ -251,7 +280,7 @@ def lint(loaded: Loaded, *, hadolint: bool = True, engine: Engine | None = None)
 
 def _buildx_checks(engine: Engine, target: TargetPlan, text: str | None) -> dict[str, Any]:
     """BuildKit's checks on the target's Dockerfile (a rendered one via a temp file)."""
-    with tempfile.TemporaryDirectory(prefix="mab-lint-") as tmp:
+    with scratch("mab-lint-") as tmp:
         path = target.source.path
         if text is not None:
             path = Path(tmp) / "Dockerfile"
@@ -373,3 +402,213 @@ def cleanup_plans(file: Path, targets: Sequence[str] = ()) -> tuple[list[Cleanup
         policy = Policy.from_config(target.retention)
         plans.append(Cleanup(host, repo, decide(f"{host}/{repo}", states, policy, now)))
     return plans, skipped
+
+
+# --- mab doctor, mab build --load, mab run ----------------------------------------------
+
+
+def host_platform(engine: Engine) -> str:
+    """The platform of the engine's own CPU (what ``--load`` builds by default)."""
+    info = engine.info()
+    if info.platform is None:
+        raise UsageError(
+            f"the engine runs on a CPU mab has no platform for ({info.architecture})",
+            hint="name the platform: --platform OS/ARCH",
+        )
+    return str(info.platform)
+
+
+def load_images(
+    loaded: Loaded, engine: Engine, reporter: Reporter, *, no_cache: bool = False
+) -> LoadReport:
+    """``mab build --load``: build every selected target for the plan's one platform and
+    load it into the local image store under its planned tags; push nothing."""
+    platforms = {p for t in loaded.plan.targets for p in t.platforms}
+    if len(platforms) != 1:
+        raise UsageError(
+            f"--load builds one platform at a time, not {len(platforms)} "
+            f"({', '.join(sorted(map(str, platforms)))})",
+            hint="name one with --platform OS/ARCH (the default is the engine's own)",
+        )
+    return load_targets(loaded.plan, engine, reporter, no_cache=no_cache)
+
+
+def _doctor_client(host: str) -> checkup.Pinger:
+    """A registry client for the doctor: short timeouts, one retry."""
+    return RegistryClient(host, timeout=10.0, retry=RetryPolicy(attempts=2, max_seconds=5.0))
+
+
+def _stored_user(host: str) -> str | None:
+    """The user name docker stored credentials under for *host* (never the password)."""
+    found = credentials.lookup(host)
+    if found is None:
+        return None
+    return "an identity token" if found.identity_token else found.username
+
+
+def _doctor_setup(file: Path | None) -> checkup.Setup:
+    """builds.yaml (FILE, else ./builds.yaml when there is one) as the checks read it."""
+    path = file or Path("builds.yaml")
+    registry = default_registry()
+    base = Path.cwd()
+    config = None
+    if path.is_file():
+        try:
+            project = load_project(path)
+        except MabError as exc:
+            first, *more = exc.message.splitlines() or [""]
+            extra = f" (and {len(more)} more)" if more else ""
+            check = checkup.Check(
+                "builds.yaml",
+                False,
+                f"{first}{extra}",
+                exc.hint or f"fix it: mab plan -f {path} shows every problem with its line",
+            )
+        else:
+            config, base = project.config, project.base_dir
+            registry = config.registry or registry
+            platforms = ", ".join(str(p) for p in checkup.declared_platforms(config))
+            check = checkup.Check(
+                "builds.yaml",
+                True,
+                f"{path}: {len(config.targets)} targets; platforms {platforms or 'none'}",
+            )
+    elif file is not None:
+        check = checkup.Check(
+            "builds.yaml",
+            False,
+            f"{file} does not exist",
+            "name one with -f FILE, or create one: mab init",
+        )
+    else:
+        check = checkup.Check(
+            "builds.yaml",
+            True,
+            "none here: checked the engine, the current builder and the default registry",
+        )
+    info = git.read(base)
+    return checkup.Setup(
+        config=config,
+        config_check=check,
+        registry=registry,
+        environ=dict(os.environ),
+        now=datetime.now(UTC),
+        commit_time=info.commit_time if info and info.commit_time else None,
+    )
+
+
+def doctor(
+    file: Path | None,
+    engine: Engine,
+    *,
+    registries: checkup.PingerFactory | None = None,
+    stored_user: Callable[[str], str | None] | None = None,
+) -> checkup.Report:
+    """``mab doctor``: check the docker CLI, engine, buildx, builders, image store, QEMU
+    for every declared platform, registries and their stored credentials, disk space,
+    SOURCE_DATE_EPOCH and the clock. *file* None: ./builds.yaml when there is one.
+    *registries* (default: ``RegistryClient``) pings a registry with the credentials
+    docker stored; *stored_user* names the user they are for."""
+    return checkup.run(
+        engine,
+        registries or _doctor_client,
+        stored_user or _stored_user,
+        _doctor_setup(file),
+    )
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What ``mab run`` ran: the image (loaded, or the published index by digest), for
+    which platform, emulated or not, and the container's exit code."""
+
+    ref: str
+    platform: str
+    source: str  # "loaded" or "registry"
+    emulated: bool
+    exit_code: int
+
+
+def _run_platform(target: TargetPlan, engine: Engine, platform: str | None) -> Platform:
+    if platform is not None:
+        try:
+            chosen = Platform.parse(platform)
+        except ValueError as exc:
+            raise UsageError(f"--platform: {exc}") from None
+        if chosen not in target.declared_platforms:
+            declared = ", ".join(str(p) for p in target.declared_platforms)
+            raise UsageError(
+                f"target '{target.name}' does not declare {chosen} (it declares {declared})",
+                hint="pick one of its platforms with --platform",
+            )
+        return chosen
+    host = engine.info().platform
+    if host is not None and host in target.declared_platforms:
+        return host
+    return target.declared_platforms[0]
+
+
+def _image_for(target: TargetPlan, engine: Engine, platform: Platform) -> tuple[str, str]:
+    """(ref, "loaded" | "registry"): the loaded image of *platform* under the target's
+    first tag, else the published index of that tag, by digest."""
+    ref = target.refs[0]
+    local = engine.image_platform(ref)
+    if local is not None:
+        try:
+            if Platform.parse(local) == platform:
+                return ref, "loaded"
+        except ValueError:
+            pass
+    try:
+        published = engine.inspect(ref)
+    except MabError as exc:
+        loaded_one = f"the one loaded as {ref} is {local}" if local else f"none loaded as {ref}"
+        raise RegistryError(
+            f"no {platform} image of '{target.name}' to run: {loaded_one}, and the registry "
+            f"has none ({exc.message})",
+            hint=f"build one: mab build --load -t {target.name} --platform {platform} "
+            "(or publish it: mab build)",
+        ) from None
+    if published.is_index:
+        have = [d.platform for d in published.images if d.platform is not None]
+        if platform not in have:
+            raise RegistryError(
+                f"{ref} ({published.digest}) has no {platform} image "
+                f"(it has {', '.join(str(p) for p in have) or 'none'})",
+                hint=f"build one locally: mab build --load -t {target.name} --platform {platform}",
+            )
+    return f"{target.repository}@{published.digest}", "registry"
+
+
+def run(
+    loaded: Loaded,
+    engine: Engine,
+    *,
+    platform: str | None = None,
+    argv: Sequence[str] = (),
+    notify: Callable[[str], None] = lambda message: None,
+) -> RunOutcome:
+    """``mab run TARGET``: run the plan's one target for *platform* (default: the engine's
+    own, if declared) with *argv* as the command, attached to this terminal. Foreign
+    platforms run under QEMU (*notify* hears the cost). Returns the container's exit code;
+    never raises for it."""
+    if len(loaded.plan.targets) != 1:
+        raise UsageError("mab run runs one target: name it")
+    target = loaded.plan.targets[0]
+    chosen = _run_platform(target, engine, platform)
+    info = engine.info()
+    emulated = not info.runs_natively(chosen)
+    if emulated and checkup.local_engine(os.environ) and not emulation.host_runs(chosen):
+        raise EngineError(
+            f"{chosen} cannot run here: no QEMU emulator is registered for it",
+            hint=checkup.BINFMT_FIX.format(arch=chosen.arch) + "; `mab doctor` checks it",
+        )
+    ref, source = _image_for(target, engine, chosen)
+    notify(f"running {ref} ({chosen}, {'loaded image' if source == 'loaded' else 'published'})")
+    if emulated:
+        notify(
+            f"{chosen} runs under QEMU emulation on this {info.platform or info.architecture} "
+            "engine: expect CPU-bound work to be 5-20x slower than native"
+        )
+    ran = engine.run(ref, list(argv), str(chosen), capture=False)
+    return RunOutcome(ref, str(chosen), source, emulated, ran.exit_code)

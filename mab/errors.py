@@ -71,3 +71,9 @@ class PublishError(MabError):
 
 class VerifyError(MabError):
     """What the registry serves is not what the plan declared."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like SIGINT's KeyboardInterrupt (exit 143)."""
+
+    exit_code = 143

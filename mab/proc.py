@@ -12,8 +12,12 @@ user can rerun a failing call by hand (as cibuildwheel's ``call()`` does).
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -115,3 +119,33 @@ def spawn_detached(argv: Sequence[str], log: Path) -> int:
         except FileNotFoundError:
             raise ProgramNotFound(argv, None, f"{argv[0]} not found") from None
     return process.pid
+
+
+def parent_death_prefix() -> list[str]:
+    """A command prefix that makes the program get SIGTERM when mab dies, SIGKILL
+    included (Linux ``prctl(PR_SET_PDEATHSIG)`` through util-linux's ``setpriv``). The
+    docker CLI passes SIGTERM on to buildx, which cancels the build: no build runs on
+    for nobody. Empty where setpriv is missing."""
+    if not sys.platform.startswith("linux"):
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+def terminate_children(sig: int = signal.SIGTERM) -> list[int]:
+    """Send *sig* to this process's direct children in its own session (the docker and
+    buildx calls of a run), not to servers it started detached (the embedded registry has
+    a session of its own). Linux (/proc); elsewhere nothing. Returns the pids signalled."""
+    me, session = os.getpid(), os.getsid(0)
+    hit: list[int] = []
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+            pid = int(entry.parent.name)
+            if int(fields[1]) != me or os.getsid(pid) != session:  # fields[1]: ppid
+                continue
+            os.kill(pid, sig)
+            hit.append(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return hit

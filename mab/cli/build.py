@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -30,9 +31,26 @@ from mab.cli.options import (
 from mab.cli.progress import ConsoleReporter, LogGroups
 from mab.cli.report import markdown_summary, plan_table, run_table
 from mab.config.models import json_schema
+from mab.errors import UsageError
 from mab.pipeline.results import RunReport
+from mab.secrets import redact
 
 DEFAULT_FILE = Path("builds.yaml")
+
+
+def load(
+    file: Path,
+    targets: Sequence[str] = (),
+    platforms: Sequence[str] = (),
+    *,
+    version: str | None = None,
+    env: str | None = None,
+) -> api.Loaded:
+    """``api.load``, then builds.yaml's warnings and the tag rules' notes on stderr."""
+    loaded = api.load(file, targets, platforms, version=version, env=env)
+    for line in loaded.notices:
+        err.print(Text(redact(line), style="yellow"))
+    return loaded
 
 
 def write_json(data: object) -> None:
@@ -63,7 +81,7 @@ def plan(
 
     Touches no engine and no registry.
     """
-    loaded = api.load(file, target or (), platform or (), version=version, env=env)
+    loaded = load(file, target or (), platform or (), version=version, env=env)
     if as_json:
         write_json(loaded.plan.to_dict())
     else:
@@ -82,7 +100,7 @@ def tags(
     Floating tags marked "if highest" move only when this version is the highest of
     their line among the tags already in the registry.
     """
-    loaded = api.load(file, target or (), version=version, env=env)
+    loaded = load(file, target or (), version=version, env=env)
     rows = [(t.name, tag) for t in loaded.plan.targets for tag in t.tags]
     if as_json:
         write_json([{"target": n, "tag": g.name, "kind": g.kind, "rule": g.rule} for n, g in rows])
@@ -110,7 +128,7 @@ def render(
     ] = None,
 ) -> None:
     """Render the Dockerfiles of template targets (to stdout, or into --out DIR)."""
-    rendered = api.rendered(api.load(file, target or ()))
+    rendered = api.rendered(load(file, target or ()))
     if not rendered:
         err.print("no template targets selected: hand-written Dockerfiles need no rendering")
         return
@@ -181,6 +199,15 @@ def build(
             "split build (one CI job per platform); `mab merge` publishes.",
         ),
     ] = False,
+    load_local: Annotated[
+        bool,
+        typer.Option(
+            "--load",
+            help="Build for one platform (the engine's own, or the one --platform names, "
+            "under QEMU if foreign) and load the images into the local engine's image store "
+            "under their planned tags, to run and test them; push nothing.",
+        ),
+    ] = False,
     digests_out: Annotated[
         Path | None,
         typer.Option(
@@ -190,14 +217,45 @@ def build(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Overwrite an immutable tag (a full version, sha, date or literal) that "
+            "already names another index; without it such a run publishes nothing.",
+        ),
+    ] = False,
     version: VersionOpt = None,
     env: EnvOpt = None,
 ) -> None:
     """Build every target for every platform, push, write the image index under each tag,
-    and verify what the registry serves. Exit 1 if any target was not published."""
+    and verify what the registry serves. Exit 1 if any target was not published.
+
+    With --load: build for one platform and load the images into the local image store
+    (REGISTRY/TARGET:TAG, as planned) instead; `mab run TARGET` runs them."""
     if verbose:
         proc.set_echo(lambda line: err.print(Text(line, style="dim")))
-    loaded = api.load(file, target or (), platform or (), version=version, env=env)
+    if load_local:
+        if push_by_digest or digests_out is not None:
+            raise UsageError(
+                "--load loads the images into the local image store; --push-by-digest and "
+                "--digests-out push them: choose one"
+            )
+        _build_load(
+            file,
+            target or (),
+            platform or (),
+            report,
+            verbose=verbose,
+            no_cache=no_cache,
+            cache_from=cache_from,
+            cache_to=cache_to,
+            builder=builder,
+            version=version,
+            env=env,
+        )
+        return
+    loaded = load(file, target or (), platform or (), version=version, env=env)
     loaded = api.Loaded(
         loaded.project,
         api.with_options(loaded.plan, cache_from=cache_from, cache_to=cache_to, builder=builder),
@@ -214,7 +272,7 @@ def build(
     )
     with reporter:
         result = api.build(
-            loaded, engine, reporter, no_cache=no_cache, by_digest_only=push_by_digest
+            loaded, engine, reporter, no_cache=no_cache, by_digest_only=push_by_digest, force=force
         )
     _finish(result, report)
     if digests_out is not None:
@@ -246,17 +304,25 @@ def merge(
             show_default=False,
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Overwrite an immutable tag (a full version, sha, date or literal) that "
+            "already names another index; without it such a run publishes nothing.",
+        ),
+    ] = False,
     version: VersionOpt = None,
     env: EnvOpt = None,
 ) -> None:
     """Publish the images of a split build: assemble each target's index from the digest
     files, verify it and write its tags, with the same safe publishing as `mab build`."""
-    loaded = api.load(file, target or (), version=version, env=env)
+    loaded = load(file, target or (), version=version, env=env)
     engine = api.docker_engine()
     for host in api.login(loaded, engine):
         err.print(Text(f"logged in to {host}", style="dim"))
     with ConsoleReporter(err, loaded.plan, live=False) as reporter:
-        result = api.merge(loaded, digests_dir, engine, reporter)
+        result = api.merge(loaded, digests_dir, engine, reporter, force=force)
     _finish(result, report)
     if summary is not None:
         with summary.open("a", encoding="utf-8") as handle:
@@ -275,7 +341,7 @@ def verify(
 ) -> None:
     """Check, without building, that every tag of each target is one image index with
     exactly the declared platforms. Exit 1 if any is not."""
-    loaded = api.load(file, target or (), version=version, env=env)
+    loaded = load(file, target or (), version=version, env=env)
     result = api.verify(loaded, api.docker_engine())
     if as_json:
         write_json(result.to_dict())
@@ -344,7 +410,7 @@ def promote(
 ) -> None:
     """Give a published index new tags without rebuilding (e.g. --from staging --to
     production), optionally in another registry; verified like a build."""
-    loaded = api.load(file, [target])
+    loaded = load(file, [target])
     done = api.promote(loaded, source, to, api.docker_engine(), to_registry=to_registry)
     for ref in done.refs:
         out.print(Text(f"{ref} -> {done.digest}", style="green"))
@@ -371,3 +437,66 @@ def schema(out_file: OutOpt = None) -> None:
     else:
         write_file(out_file, text)
         err.print(f"wrote {out_file}")
+
+
+def _build_load(
+    file: Path,
+    targets: Sequence[str],
+    platforms: Sequence[str],
+    report: Path | None,
+    *,
+    verbose: bool,
+    no_cache: bool,
+    cache_from: list[str] | None,
+    cache_to: str | None,
+    builder: str | None,
+    version: str | None,
+    env: str | None,
+) -> None:
+    """``mab build --load``: one platform, loaded into the local image store; each image
+    ref on stdout, one a line."""
+    if len(platforms) > 1:
+        raise UsageError(
+            f"--load builds one platform, but --platform names {len(platforms)} "
+            f"({', '.join(platforms)})",
+            hint="load one at a time (an image store tag holds one platform's image): "
+            f"mab build --load --platform {platforms[0]}",
+        )
+    engine = api.docker_engine()
+    chosen = platforms[0] if platforms else api.host_platform(engine)
+    loaded = load(file, targets, [chosen], version=version, env=env)
+    loaded = api.Loaded(
+        loaded.project,
+        api.with_options(loaded.plan, cache_from=cache_from, cache_to=cache_to, builder=builder),
+    )
+    reporter = ConsoleReporter(
+        err, loaded.plan, live=live_display(), verbose=verbose, groups=LogGroups.for_environment()
+    )
+    with reporter:
+        result = api.load_images(loaded, engine, reporter, no_cache=no_cache)
+    for image in result.loaded:
+        for ref in image.refs:
+            sys.stdout.write(f"{ref}\n")
+    if report is not None:
+        write_file(report, json.dumps(result.to_dict(), indent=2) + "\n")
+        err.print(Text(f"report written to {report}", style="dim"))
+    if result.dropped_cache:
+        err.print(
+            Text(
+                "the build cache was read but not exported (the export writes outside this "
+                "machine, and --load pushes nothing)",
+                style="dim",
+            )
+        )
+    for failed in result.failed:
+        err.print(Text(f"{failed.target} {failed.platform}: {failed.error}", style="bold red"))
+    images = len(result.loaded)
+    err.print(
+        Text(
+            f"loaded {images} image{'s' if images != 1 else ''} for {chosen} into the local "
+            f"image store in {result.duration:.1f}s; nothing was pushed",
+            style="bold green" if result.ok else "bold red",
+        )
+    )
+    if not result.ok:
+        raise typer.Exit(1)

@@ -19,7 +19,8 @@ import typer
 from rich.text import Text
 
 from mab.cli.console import err
-from mab.errors import ConfigError, MabError
+from mab.errors import ConfigError, MabError, Terminated
+from mab.pipeline.results import Interrupted, RunReport
 from mab.secrets import redact
 
 T = TypeVar("T")
@@ -60,9 +61,12 @@ def guard(debug: bool, action: Callable[[], T]) -> T:
         return action()
     except MabError as error:
         fail(error, debug)
-    except KeyboardInterrupt:
-        say_error("interrupted: no tag was written for unfinished targets", "red")
-        raise typer.Exit(130) from None
+    except Interrupted as interrupt:
+        say_error(f"interrupted: {interrupted_account(interrupt.report)}", "red")
+        raise typer.Exit(interrupt.exit_code) from None
+    except KeyboardInterrupt as interrupt:
+        say_error("interrupted: tags this command had not written keep their old images", "red")
+        raise typer.Exit(getattr(interrupt, "exit_code", 130)) from None
     except (typer.Exit, typer.Abort):
         raise
     except OSError as error:  # a file mab was told to read or write
@@ -77,6 +81,23 @@ def guard(debug: bool, action: Callable[[], T]) -> T:
         say_error(f"internal error: {type(error).__name__}: {error}")
         say_error("rerun with --debug for the traceback", "yellow")
         raise typer.Exit(1) from None
+
+
+def interrupted_account(report: RunReport) -> str:
+    """One true line: which targets were published before the signal, and which not."""
+    done = [f"{t.name} ({', '.join(t.tags) or t.status})" for t in report.targets if t.ok]
+    undone = [t.name for t in report.targets if not t.ok]
+    parts = []
+    if done:
+        parts.append(f"published before the signal: {', '.join(done)}")
+    if undone:
+        parts.append(f"not published (no tag written or moved): {', '.join(undone)}")
+    return "; ".join(parts) or "nothing was started"
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """SIGTERM handler: stop like SIGINT does (the guard exits 143 with an account)."""
+    raise Terminated()
 
 
 def guarded(func: F) -> F:

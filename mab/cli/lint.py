@@ -11,6 +11,7 @@ import typer
 from rich.text import Text
 
 from mab import api
+from mab.cli.build import load
 from mab.cli.console import err, out
 from mab.cli.options import FileOpt, TargetOpt
 
@@ -41,7 +42,7 @@ def lint(
     emulated compiles; plus hadolint's findings when hadolint is installed, and
     BuildKit's build checks when the builder supports them.
     Exit 1 when any finding is an error."""
-    loaded = api.load(file, target or ())
+    loaded = load(file, target or ())
     engine = api.docker_engine() if buildx_checks else None
     done = api.lint(loaded, hadolint=not no_hadolint, engine=engine)
     findings, ran_hadolint, errors = done.findings, done.ran_hadolint, done.errors

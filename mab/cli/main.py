@@ -8,6 +8,7 @@ Help texts are plain paragraphs (no rich markup, so ``HOST[/PATH]`` is text).
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated
 
@@ -19,10 +20,17 @@ from mab.cli import build as commands
 from mab.cli.builders import builders_app
 from mab.cli.ci import ci_app
 from mab.cli.console import err
-from mab.cli.guard import guarded, state
+from mab.cli.doctor import doctor
+from mab.cli.guard import guarded, raise_terminated, say_error, state
 from mab.cli.init import init
 from mab.cli.lint import lint
 from mab.cli.registry import clean, login, logout, registry_app
+from mab.cli.run import run
+
+try:  # typer vendors click since 0.20; before, it used the click package
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="mab",
@@ -37,7 +45,17 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"mab {__version__}\n")
+        # the command is mab; the distribution that installs it is mab-build ("mab" on PyPI
+        # is an unrelated project). A checkout that is not installed has mab.__version__.
+        from importlib import metadata  # noqa: PLC0415 - only for --version
+
+        from mab.ci.generate import DISTRIBUTION  # noqa: PLC0415 - loaded by mab.cli.ci already
+
+        try:
+            version = metadata.version(DISTRIBUTION)
+        except metadata.PackageNotFoundError:
+            version = __version__
+        sys.stdout.write(f"mab {version} (distribution {DISTRIBUTION})\n")
         raise typer.Exit()
 
 
@@ -79,6 +97,8 @@ for function in (
     clean,
     init,
     lint,
+    doctor,
+    run,
 ):
     app.command()(guarded(function))
 app.add_typer(registry_app, name="registry")
@@ -87,7 +107,36 @@ app.add_typer(ci_app, name="ci")
 
 
 def main() -> None:
-    app()
+    """The ``mab`` command. Command-line errors are printed here, not by click: click
+    repeats the offending words (``Got unexpected extra argument (S3cret)``), and a
+    password typed where mab never takes one must not be echoed."""
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        code = app(standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        err.print(exc.format_message(), markup=False, highlight=False)
+        code = 2
+    except click_exceptions.UsageError as exc:
+        message = exc.format_message()
+        if "extra argument" in message:
+            message = (
+                "unexpected extra argument (not shown: it may be a secret); mab never takes "
+                "a password on the command line (--password-stdin or --password-env)"
+            )
+        code = _usage_error(exc, message)
+    except (typer.Abort, KeyboardInterrupt):
+        say_error("interrupted", "red")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: click_exceptions.UsageError, message: str) -> int:
+    if exc.ctx is not None:
+        err.print(exc.ctx.get_usage(), markup=False, highlight=False)
+    say_error(f"error: {message}")
+    if exc.ctx is not None:
+        err.print(f"Try '{exc.ctx.command_path} --help' for help.", markup=False)
+    return 2
 
 
 if __name__ == "__main__":

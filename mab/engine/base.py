@@ -10,7 +10,7 @@ loads neither python-on-whales nor the docker CLI.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +39,10 @@ class BuildRequest:
     docker_context: str | None = None
     # buildx --secret specs: references (id=ID,src=FILE / id=ID,env=NAME), never values
     secrets: tuple[str, ...] = ()
+    # mab build --load: load the image into the local engine's image store under
+    # *load_names* (REGISTRY/TARGET:TAG) instead of pushing it by digest
+    load: bool = False
+    load_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,3 +124,71 @@ class Engine(Protocol):
     def run_registry(self, name: str, port: int, folder: Path) -> str: ...
     def remove_container(self, name: str) -> None: ...
     def registry_gc(self, folder: Path) -> str: ...
+
+    # --- mab doctor, mab build --load, mab run ---
+    def client_version(self) -> str: ...
+    def info(self) -> EngineInfo: ...
+    def buildx_version(self) -> str: ...
+    def image_platform(self, ref: str) -> str | None: ...
+    def run(
+        self,
+        image: str,
+        argv: Sequence[str] = (),
+        platform: str | None = None,
+        *,
+        capture: bool = True,
+    ) -> RunResult: ...
+
+
+# OCI platforms of the CPU names ``docker info`` (uname -m) reports.
+_HOST_PLATFORMS = {
+    "x86_64": "linux/amd64",
+    "amd64": "linux/amd64",
+    "aarch64": "linux/arm64",
+    "arm64": "linux/arm64",
+    "armv7l": "linux/arm/v7",
+    "armv6l": "linux/arm/v6",
+    "i386": "linux/386",
+    "i686": "linux/386",
+    "ppc64le": "linux/ppc64le",
+    "s390x": "linux/s390x",
+    "riscv64": "linux/riscv64",
+    "mips64": "linux/mips64le",
+    "loongarch64": "linux/loong64",
+}
+# Platforms a CPU runs without an emulator, besides its own.
+_ALSO_NATIVE = {"linux/amd64": ("linux/386",), "linux/arm64": ("linux/arm/v7", "linux/arm/v6")}
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What ``docker info`` says about the engine mab talks to."""
+
+    server_version: str
+    containerd_store: bool  # images in containerd (multi-platform with the docker driver)
+    data_root: str  # DockerRootDir, on the engine's machine
+    architecture: str  # the engine's CPU, as uname -m names it (x86_64, aarch64 ...)
+    os_type: str = "linux"
+
+    @property
+    def platform(self) -> Platform | None:
+        """The engine host's own platform, None for a CPU mab has no name for."""
+        text = _HOST_PLATFORMS.get(self.architecture.lower())
+        return Platform.parse(text) if text and self.os_type == "linux" else None
+
+    def runs_natively(self, platform: Platform) -> bool:
+        """True when the engine's CPU runs *platform* code without an emulator."""
+        host = self.platform
+        if host is None:
+            return False
+        return platform == host or str(platform) in _ALSO_NATIVE.get(str(host), ())
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A ``docker run`` that ended: the container's exit code (125-127: docker's own
+    failures), and its output when captured."""
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""

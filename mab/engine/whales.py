@@ -13,9 +13,9 @@ import json
 import os
 import random
 import re
-import tempfile
+import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,10 +26,18 @@ from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.utils import run as _run
 
 from mab import proc
-from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest, count_steps
+from mab.engine.base import (
+    BuilderInfo,
+    BuildOutcome,
+    BuildRequest,
+    EngineInfo,
+    RunResult,
+    count_steps,
+)
 from mab.errors import BuildError, EngineError, MabError, PublishError, RegistryError
 from mab.oci import RemoteManifest
 from mab.registry.credentials import login_failure
+from mab.scratch import scratch
 
 
 def _builder_info(builder: Any) -> BuilderInfo:
@@ -86,6 +94,7 @@ def _build_argv(request: BuildRequest, output: Mapping[str, str], metadata: Path
     argv += ["--cache-from=" + _csv(c) for c in request.cache_from]
     if request.cache_to:
         argv.append("--cache-to=" + _csv(request.cache_to))
+    argv += [f"--tag={name}" for name in request.load_names]
     argv += ["--output=" + _csv(output), f"--metadata-file={metadata}", str(request.context)]
     return argv
 
@@ -133,6 +142,14 @@ def _checks_unavailable(stderr: str) -> str:
     return f"buildx build checks unavailable: {reason}"
 
 
+def _client(context: str | None = None) -> DockerClient:
+    """A docker client whose every call ends when mab does (see proc.parent_death_prefix)."""
+    prefix = proc.parent_death_prefix()
+    if not prefix:
+        return DockerClient(context=context)
+    return DockerClient(context=context, client_call=[*prefix, "docker"])
+
+
 def _no_cli() -> EngineError:
     return EngineError(
         "the docker CLI was not found on PATH",
@@ -144,7 +161,7 @@ class DockerEngine:
     """Docker engine + buildx, driven through python-on-whales."""
 
     def __init__(self, docker: DockerClient | None = None) -> None:
-        self._docker = docker or DockerClient()
+        self._docker = docker or _client()
 
     @contextmanager
     def _translate(self, what: str, error: type[MabError] = EngineError) -> Iterator[None]:
@@ -170,7 +187,8 @@ class DockerEngine:
         except DockerException as exc:
             raise EngineError(
                 f"cannot reach the Docker engine: {_first_error_line(exc.stderr)}",
-                hint="start dockerd (on a machine without one: sudo scripts/engine-up)",
+                hint="start dockerd (on a machine without one: sudo scripts/engine-up); "
+                "mab doctor checks the whole set-up",
             ) from exc
         server = version.server
         return str(server.version) if server is not None and server.version else "unknown"
@@ -178,7 +196,7 @@ class DockerEngine:
     def uses_containerd_store(self, context: str | None = None) -> bool:
         """Whether the engine (of docker *context*, default the current) stores images in
         containerd, which buildx's docker driver needs for multi-platform work."""
-        docker = DockerClient(context=context) if context else self._docker
+        docker = _client(context=context) if context else self._docker
         proc.echo(["docker", *(["--context", context] if context else []), "info"])
         with self._translate(f"docker info{f' (context {context})' if context else ''}"):
             info = docker.info()
@@ -225,7 +243,8 @@ class DockerEngine:
         except DockerException as exc:
             raise EngineError(
                 "the docker buildx plugin is missing or broken: " + _first_error_line(exc.stderr),
-                hint="install buildx into ~/.docker/cli-plugins (scripts/engine-up does it here)",
+                hint="install buildx into ~/.docker/cli-plugins (scripts/engine-up does it "
+                "here); mab doctor checks the whole set-up",
             ) from exc
         proc.echo(["docker", "buildx", "inspect", "--bootstrap", *([name] if name else [])])
         with self._translate(f"cannot use buildx builder '{name or 'current'}'"):
@@ -249,7 +268,9 @@ class DockerEngine:
         the failing step.
         """
         output: dict[str, str]
-        if oci_layout is None:
+        if request.load:  # mab build --load: the docker exporter, named by the tags
+            output = {"type": "docker"}
+        elif oci_layout is None:
             output = {
                 "type": "image",
                 "name": request.repository,
@@ -259,12 +280,12 @@ class DockerEngine:
             }
         else:
             output = {"type": "oci", "tar": "false", "dest": str(oci_layout)}
-        with tempfile.TemporaryDirectory(prefix="mab-meta-") as tmp:
+        with scratch("mab-meta-") as tmp:
             metadata = Path(tmp) / "metadata.json"
             log: list[str] = []
             try:
                 docker = (
-                    DockerClient(context=request.docker_context)
+                    _client(context=request.docker_context)
                     if request.docker_context
                     else self._docker
                 )
@@ -282,6 +303,7 @@ class DockerEngine:
                     cache_from=[dict(c) for c in request.cache_from] or None,
                     cache_to=dict(request.cache_to) if request.cache_to else None,
                     output=output,
+                    tags=list(request.load_names),
                     metadata_file=metadata,
                     secrets=list(request.secrets),
                     progress="plain",
@@ -481,6 +503,118 @@ class DockerEngine:
                     volumes=[(str(folder), REGISTRY_MOUNT)],
                 )
             )
+
+    # --- mab doctor, mab build --load, mab run -------------------------------------------
+
+    def client_version(self) -> str:
+        """The docker CLI's version (``docker --version``: asks no engine)."""
+        try:
+            args = [*self._docker.docker_cmd, "--version"]
+            proc.echo(args)
+            text = _run(args, return_stderr=False)
+        except (ClientNotFoundError, FileNotFoundError):
+            raise _no_cli() from None
+        except DockerException as exc:
+            raise EngineError(f"docker --version: {_first_error_line(exc.stderr)}") from exc
+        match = re.search(r"version\s+([^\s,]+)", text)
+        return match.group(1) if match else text.strip()
+
+    def info(self) -> EngineInfo:
+        """``docker info``: the server version, image store, data root and CPU."""
+        proc.echo(["docker", "info"])
+        try:
+            info = self._docker.info()
+        except ClientNotFoundError:
+            raise _no_cli() from None
+        except DockerException as exc:
+            host = os.environ.get("DOCKER_HOST") or "the default socket"
+            raise EngineError(
+                f"cannot reach the Docker engine at {host}: {_first_error_line(exc.stderr)}",
+                hint="start dockerd (on a machine without one: sudo scripts/engine-up), or "
+                "point DOCKER_HOST / docker context at a running engine",
+            ) from exc
+        except pydantic.ValidationError as exc:
+            raise EngineError(
+                f"docker info: unexpected output from docker ({exc.error_count()} errors)"
+            ) from exc
+        containerd = any(
+            len(pair) == 2 and pair[0] == "driver-type" and "containerd" in pair[1]
+            for pair in info.driver_status or []
+        )
+        return EngineInfo(
+            server_version=str(info.server_version or "unknown"),
+            containerd_store=containerd,
+            data_root=str(info.docker_root_dir or ""),
+            architecture=str(info.architecture or ""),
+            os_type=str(info.os_type or "linux"),
+        )
+
+    def buildx_version(self) -> str:
+        """The buildx plugin's version (``docker buildx version``)."""
+        proc.echo(["docker", "buildx", "version"])
+        try:
+            text = self._docker.buildx.version()
+        except ClientNotFoundError:
+            raise _no_cli() from None
+        except DockerException as exc:
+            raise EngineError(
+                "the docker buildx plugin is missing or broken: " + _first_error_line(exc.stderr),
+                hint="install buildx into ~/.docker/cli-plugins (scripts/engine-up does it "
+                "here); mab doctor checks the whole set-up",
+            ) from exc
+        parts = text.split()
+        return parts[1] if len(parts) > 1 else text.strip()
+
+    def image_platform(self, ref: str) -> str | None:
+        """The platform (OS/ARCH[/VARIANT]) of image *ref* in the engine's local image
+        store, or None when the store has no such image."""
+        try:
+            args = [*self._docker.docker_cmd, "image", "inspect", "--format", "{{json .}}", ref]
+            proc.echo(args)
+            data = json.loads(_run(args, return_stderr=False))
+        except ClientNotFoundError:
+            raise _no_cli() from None
+        except DockerException as exc:
+            stderr = (exc.stderr or "").lower()
+            if "no such image" in stderr or "not found" in stderr:
+                return None
+            raise EngineError(f"cannot inspect {ref}: {_first_error_line(exc.stderr)}") from exc
+        except ValueError as exc:
+            raise EngineError(f"docker image inspect {ref} wrote no JSON") from exc
+        parts = [data.get("Os") or "linux", data.get("Architecture") or "unknown"]
+        if data.get("Variant"):
+            parts.append(data["Variant"])
+        return "/".join(str(p) for p in parts)
+
+    def run(
+        self,
+        image: str,
+        argv: Sequence[str] = (),
+        platform: str | None = None,
+        *,
+        capture: bool = True,
+    ) -> RunResult:
+        """``docker run --rm`` *image* with *argv* as its command (the image's own when
+        empty), for *platform*. With *capture*, its output is returned; without, the
+        container shares this process's stdin, stdout and stderr (a TTY when there is one).
+        A non-zero exit is returned, not raised: it is the container's answer."""
+        options = ["--rm", *([f"--platform={platform}"] if platform else [])]
+        if not capture:
+            options.append("--interactive")
+            if sys.stdin.isatty() and sys.stdout.isatty():
+                options.append("--tty")
+        try:
+            args = [*self._docker.docker_cmd, "run", *options, image, *argv]
+            proc.echo(args)
+            if capture:
+                out, err = _run(args, return_stderr=True)
+                return RunResult(0, out, err)
+            _run(args, capture_stdout=False, capture_stderr=False, return_stderr=False)
+            return RunResult(0)
+        except ClientNotFoundError:
+            raise _no_cli() from None
+        except DockerException as exc:
+            return RunResult(exc.return_code, exc.stdout or "", exc.stderr or "")
 
 
 REGISTRY_IMAGE = "registry:2"

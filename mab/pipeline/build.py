@@ -8,7 +8,6 @@ under its tags and read back. A failing target never stops the others.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,11 +15,13 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mab import proc
 from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest, Engine
 from mab.errors import BuildError, MabError
 from mab.pipeline.preflight import Builders, preflight
 from mab.pipeline.publish import publish
 from mab.pipeline.results import (
+    Interrupted,
     JobStatus,
     PlatformResult,
     Reporter,
@@ -33,6 +34,7 @@ from mab.planning import render
 from mab.planning.cache import cache_options, fill_spec
 from mab.planning.plan import Job, Plan, TargetPlan
 from mab.registry.base import RegistryFactory, split_repository
+from mab.scratch import scratch
 
 
 def render_dockerfiles(plan: Plan, out_dir: Path) -> dict[str, Path]:
@@ -90,22 +92,24 @@ def build_and_push(
     *,
     direct: bool,
     registries: RegistryFactory,
+    on_retry: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
     """Build one platform image and get it into the registry by digest, with no tag.
 
     *direct*: BuildKit pushes it. Otherwise (buildx's docker driver) BuildKit writes an OCI
-    layout that mab uploads; the layout is deleted afterwards.
+    layout that mab uploads (each retried request reported to *on_retry*); the layout is
+    deleted afterwards.
     """
     if direct:
         return engine.build(request, on_line)
-    with tempfile.TemporaryDirectory(prefix="mab-oci-") as tmp:
+    with scratch("mab-oci-") as tmp:
         layout = Path(tmp) / "layout"
         outcome = engine.build(request, on_line, oci_layout=layout)
         digest = outcome.digest
         host, repo = split_repository(request.repository)
         on_line(f"pushing {request.platform} by digest to {request.repository}")
         try:
-            with registries(host) as registry:
+            with registries(host, on_retry=on_retry) as registry:
                 pushed = registry.push_layout(layout, repo)
         except MabError as exc:
             raise BuildError(f"push of {request.platform} failed: {exc.message}", exc.hint) from exc
@@ -127,6 +131,7 @@ class _Run:
     by_digest_only: bool
     clock: Callable[[], float]
     registries: RegistryFactory
+    force: bool = False
     results: dict[str, TargetResult] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -145,6 +150,7 @@ class _Run:
                 on_line=lambda line: self.reporter.job_log(job, line),
                 direct=builder.pushes_by_digest,
                 registries=self.registries,
+                on_retry=lambda message: self.reporter.warning(f"[{job.key}] {message}"),
             )
         except MabError as exc:
             with self.lock:
@@ -169,7 +175,9 @@ class _Run:
         if self.by_digest_only:
             record_digests(target, result, self.reporter, self.registries)
         else:
-            publish_target(self.engine, target, result, self.reporter, self.registries)
+            publish_target(
+                self.engine, target, result, self.reporter, self.registries, force=self.force
+            )
 
 
 def run_build(
@@ -180,20 +188,23 @@ def run_build(
     registries: RegistryFactory,
     no_cache: bool = False,
     by_digest_only: bool = False,
+    force: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunReport:
     """Build and publish every target of *plan*. With *by_digest_only* (a split build's
-    per-platform job), push the images by digest and stop: ``run_merge`` publishes."""
+    per-platform job), push the images by digest and stop: ``run_merge`` publishes.
+    *force*: overwrite an immutable tag that names another index."""
     started = clock()
     builders = preflight(plan, engine, reporter)
-    run = _Run(plan, engine, reporter, builders, no_cache, by_digest_only, clock, registries)
+    run = _Run(plan, engine, reporter, builders, no_cache, by_digest_only, clock, registries, force)
     for t in plan.targets:
         run.results[t.name] = TargetResult(
             t.name, t.repository, t.tag_names, [PlatformResult(t.name, p) for p in t.platforms]
         )
-    with tempfile.TemporaryDirectory(prefix="mab-render-") as tmp:
+    with scratch("mab-render-") as tmp:
         dockerfiles = render_dockerfiles(plan, Path(tmp))
         remaining = {t.name: len(t.platforms) for t in plan.targets}
+        interrupted: KeyboardInterrupt | None = None
         publishing: list[Future[None]] = []
         with (
             ThreadPoolExecutor(plan.concurrency, thread_name_prefix="mab-build") as builds,
@@ -212,13 +223,18 @@ def run_build(
                         publishing.append(publishers.submit(run.finish, target))
                 for pub in publishing:
                     pub.result()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
+                # stop the builds now (their docker calls), let a publish that has started
+                # finish (the pools wait for it), then say what stands
+                interrupted = exc
                 for f in futures:
                     f.cancel()
-                _mark_cancelled(run.results.values())
-                raise
+                proc.terminate_children()
     report = RunReport("build", plan.registry, list(run.results.values()))
     report.duration = clock() - started
+    if interrupted is not None:
+        _mark_cancelled(run.results.values())
+        raise Interrupted(report, getattr(interrupted, "exit_code", 130)) from None
     return report
 
 
@@ -235,15 +251,14 @@ def publish_target(
     result: TargetResult,
     reporter: Reporter,
     registries: RegistryFactory,
+    *,
+    force: bool = False,
 ) -> None:
     """Write the index of *target* under its tags, if and only if every platform built."""
     failed = [r for r in result.platforms if r.status is not JobStatus.BUILT]
     if failed:
         result.status = TargetStatus.FAILED
-        result.error = (
-            f"{', '.join(str(r.platform) for r in failed)} failed to build; "
-            "no tag was written or moved"
-        )
+        result.error = f"{_failures(failed)}; no tag was written or moved"
         reporter.target_finished(result)
         return
     try_fill_sizes(registries, target, result, reporter)  # first: a size budget can stop it
@@ -270,10 +285,11 @@ def publish_target(
             on_retry=reporter.warning,
             on_step=lambda message: reporter.notice(f"[{target.name}] {message}"),
             registries=registries,
+            force=force,
         )
     except MabError as exc:
         result.status = TargetStatus.FAILED
-        result.error = f"{exc.message}; tags not yet written keep their old images"
+        result.error = exc.message
         reporter.target_finished(result)
         return
     result.index_digest = published.index_digest
@@ -290,9 +306,22 @@ def record_digests(
     failed = [r for r in result.platforms if r.status is not JobStatus.BUILT]
     if failed:
         result.status = TargetStatus.FAILED
-        result.error = f"{', '.join(str(r.platform) for r in failed)} failed to build"
+        result.error = _failures(failed)
     else:
         result.status = TargetStatus.UNTAGGED
         result.error = "pushed by digest; `mab merge` writes the tags"
         try_fill_sizes(registries, target, result, reporter)
     reporter.target_finished(result)
+
+
+def _failures(failed: Iterable[PlatformResult]) -> str:
+    """Which platforms failed, and at which step (a build, or the push after it)."""
+    parts = []
+    for r in failed:
+        if r.status is JobStatus.CANCELLED:
+            parts.append(f"{r.platform} was cancelled")
+        elif (r.error or "").startswith("push of"):
+            parts.append(f"{r.platform} failed to push")
+        else:
+            parts.append(f"{r.platform} failed to build")
+    return "; ".join(parts)

@@ -29,6 +29,7 @@ def run_merge(
     reporter: Reporter,
     *,
     registries: RegistryFactory,
+    force: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunReport:
     """Publish targets from the digest files of a split build (``mab merge``): the same
@@ -67,6 +68,6 @@ def run_merge(
             reporter.target_finished(result)
             continue
         full = replace(target, platforms=target.declared_platforms)
-        publish_target(engine, full, result, reporter, registries)
+        publish_target(engine, full, result, reporter, registries, force=force)
     report.duration = clock() - started
     return report

@@ -49,7 +49,7 @@ def _check_builder(
             "store, which cannot push images by digest for several platforms",
             hint='enable it in daemon.json ({"features": {"containerd-snapshotter": true}}) and '
             "restart dockerd, or create a builder: docker buildx create --use "
-            "--driver docker-container",
+            "--driver docker-container; `mab doctor` checks the whole set-up",
         )
     offered = set()
     for text in builder.platforms:
@@ -71,7 +71,8 @@ def _check_builder(
             f"{', '.join(missing)}; it offers {', '.join(sorted(offered)) or 'nothing'}",
             hint="register QEMU emulators (docker run --privileged --rm tonistiigi/binfmt "
             "--install all; on a machine without internet: sudo scripts/engine-up), "
-            "or route the platform to a builder that has it (builders: in builds.yaml)",
+            "or route the platform to a builder that has it (builders: in builds.yaml); "
+            "`mab doctor` checks the whole set-up",
         )
     return builder
 

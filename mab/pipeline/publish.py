@@ -1,15 +1,21 @@
 """Publishing one target whose platform images are all in the registry by digest.
 
 Order, so that a failure at any step leaves every tag published before the run where it
-was, and no tag ever points at a partial index:
+was, and no tag ever points at a partial or unverified index:
 
 1. assemble the image index from the platform digests and write it by digest (no tag);
-2. write it under the immutable tags (full version, sha, date, ...);
-3. verify what the registry serves (``imagetools inspect``): platforms, digest, labels,
-   annotations;
-4. only then move the floating tags, one by one, each re-read to confirm it resolves to
-   the new index. Semver floating tags move only when this version is the highest of
-   their line among the tags already in the registry.
+2. verify what the registry serves for that digest (``imagetools inspect``): platforms,
+   labels, annotations;
+3. refuse when an immutable tag (full version, sha, date, literal) already names another
+   index, unless ``force``: a release is never silently replaced;
+4. write the immutable tags, each read back (HEAD) to confirm it resolves to the index;
+5. move the floating tags, one by one, each read back. Semver floating tags move only
+   when this version is the highest of their line among the tags in the registry;
+6. converge: list the tags again and point every semver floating tag at the highest
+   release of its line, so a slow concurrent run cannot leave ``latest`` on an older
+   release.
+
+A failure after the first tag was written says exactly which tags were written.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from semver import Version
+
 from mab.engine.base import Engine
-from mab.errors import PublishError
+from mab.errors import MabError, PublishError
 from mab.oci import OCI_INDEX, Descriptor, digest_of, index_bytes
 from mab.pipeline.verify import VerifiedIndex, verify_refs
 from mab.planning.plan import TargetPlan
-from mab.planning.tags import should_move
+from mab.planning.tags import highest_release, should_move
 from mab.platforms import Platform
 from mab.registry.base import Registry, RegistryFactory, split_repository
 
@@ -58,39 +66,115 @@ def publish(
     target: TargetPlan,
     images: Sequence[tuple[Platform, str]],
     *,
+    registries: RegistryFactory,
     on_retry: Callable[[str], None] | None = None,
     on_step: Callable[[str], None] | None = None,
-    registries: RegistryFactory,
+    force: bool = False,
 ) -> Published:
     step = on_step or (lambda message: None)
     host, repo = split_repository(target.repository)
     with registries(host, on_retry=on_retry) as client:
-        data = assemble_index(client, repo, images, dict(target.annotations))
-        digest = digest_of(data)
-        client.put_manifest(repo, digest, data, OCI_INDEX)
-        step(f"index {digest} written by digest")
-        written: list[str] = []
-        for tag in target.immutable_tags:
-            client.put_manifest(repo, tag.name, data, OCI_INDEX)
-            written.append(tag.name)
-        refs = [f"{target.repository}:{t}" for t in written] or [f"{target.repository}@{digest}"]
-        verified = verify_refs(engine, target, refs, digest)
-        step(f"verified {', '.join(written) or digest}")
-        result = Published(digest, verified, written)
-        existing = client.list_tags(repo)
-        for tag in target.floating_tags:
+        try:
+            data = assemble_index(client, repo, images, dict(target.annotations))
+            digest = digest_of(data)
+            client.put_manifest(repo, digest, data, OCI_INDEX)
+            step(f"index {digest} written by digest")
+            verified = verify_refs(engine, target, [f"{target.repository}@{digest}"], digest)
+            step(f"verified {digest[:19]}")
+        except MabError as exc:
+            raise PublishError(f"{exc.message}; {written_account([])}", exc.hint) from exc
+        tagger = _Tagger(client, repo, target, data, Published(digest, verified), step)
+        try:
+            tagger.refuse_overwrite(force)
+            tagger.write_all()
+        except MabError as exc:
+            account = written_account(tagger.result.written)
+            raise PublishError(f"{exc.message}; {account}", exc.hint) from exc
+    return tagger.result
+
+
+def written_account(written: Sequence[str]) -> str:
+    """What a failed publish leaves behind, for its error message."""
+    if not written:
+        return "no tag was written or moved"
+    return (
+        f"tags written before the failure: {', '.join(written)}; the others keep their old images"
+    )
+
+
+@dataclass
+class _Tagger:
+    """Writes one target's tags onto its verified index (steps 3 to 6 above)."""
+
+    client: Registry
+    repo: str
+    target: TargetPlan
+    data: bytes
+    result: Published
+    step: Callable[[str], None]
+
+    @property
+    def digest(self) -> str:
+        return self.result.index_digest
+
+    def refuse_overwrite(self, force: bool) -> None:
+        for tag in self.target.immutable_tags:
+            now = self.client.head_manifest(self.repo, tag.name)
+            if now is not None and now != self.digest and not force:
+                raise PublishError(
+                    f"{self.target.repository}:{tag.name} already names another index "
+                    f"({now[:19]}), not this build's ({self.digest[:19]}): an immutable tag "
+                    "is not overwritten",
+                    hint="bump the version (or the tag rule), or pass --force to overwrite it",
+                )
+
+    def write_all(self) -> None:
+        immutable = self.target.immutable_tags
+        for tag in immutable:
+            self._put_and_confirm(tag.name)
+        if immutable:
+            self.step(f"{', '.join(t.name for t in immutable)} -> {self.digest[:19]}")
+        existing = self.client.list_tags(self.repo)
+        for tag in self.target.floating_tags:
             move, why = should_move(tag, existing)
             if not move:
-                result.held[tag.name] = why
-                step(f"{tag.name} not moved: {why}")
+                self.result.held[tag.name] = why
+                self.step(f"{tag.name} not moved: {why}")
                 continue
-            client.put_manifest(repo, tag.name, data, OCI_INDEX)
-            now = client.head_manifest(repo, tag.name)
-            if now != digest:
-                raise PublishError(
-                    f"{target.repository}:{tag.name} resolves to {now} right after it was "
-                    f"moved to {digest}"
-                )
-            written.append(tag.name)
-            step(f"{tag.name} moved to {digest[:19]}")
-    return result
+            self._put_and_confirm(tag.name)
+            self.step(f"{tag.name} moved to {self.digest[:19]}")
+        self._converge()
+
+    def _put_and_confirm(self, tag: str) -> None:
+        self.client.put_manifest(self.repo, tag, self.data, OCI_INDEX)
+        now = self.client.head_manifest(self.repo, tag)
+        if now != self.digest:
+            raise PublishError(
+                f"{self.target.repository}:{tag} resolves to {now} right after it was moved "
+                f"to {self.digest}"
+            )
+        self.result.written.append(tag)
+
+    def _converge(self) -> None:
+        """Point each semver floating tag at the highest release of its line, read again
+        after this run wrote its tags: a concurrent run of a higher version that wrote
+        the tag before this one's slow write would otherwise lose it for good."""
+        tags = [t for t in self.target.floating_tags if t.line is not None and t.version]
+        if not tags:
+            return
+        existing = self.client.list_tags(self.repo)
+        for tag in tags:
+            highest = highest_release(tag, existing)
+            if highest is None or tag.version is None:
+                continue
+            if highest[0] <= Version.parse(tag.version):
+                continue  # this run's version is the highest: its write stands
+            should = self.client.head_manifest(self.repo, highest[1])
+            if should is None or self.client.head_manifest(self.repo, tag.name) == should:
+                continue
+            manifest = self.client.get_manifest(self.repo, should)
+            self.client.put_manifest(self.repo, tag.name, manifest.data, manifest.media_type)
+            if tag.name in self.result.written:
+                self.result.written.remove(tag.name)
+            self.result.held[tag.name] = f"{highest[0]} is higher (set back to {highest[1]})"
+            self.step(f"{tag.name} set back to {highest[1]}: {highest[0]} is higher")

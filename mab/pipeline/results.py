@@ -129,3 +129,13 @@ class Reporter(Protocol):
     def job_log(self, job: Job, line: str) -> None: ...
     def job_finished(self, job: Job, result: PlatformResult) -> None: ...
     def target_finished(self, result: TargetResult) -> None: ...
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT or SIGTERM, with what it had done by then: the targets
+    published before the signal stay published, the others got no tag."""
+
+    def __init__(self, report: RunReport, exit_code: int) -> None:
+        super().__init__("interrupted")
+        self.report = report
+        self.exit_code = exit_code

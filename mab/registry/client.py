@@ -33,7 +33,7 @@ from typing import Any, Self
 import certifi
 import httpx
 
-from mab.errors import RegistryError
+from mab.errors import RegistryError, UsageError
 from mab.oci import ACCEPT, INDEX_TYPES, Manifest, digest_of
 from mab.registry import credentials
 from mab.registry.base import Pushed, split_repository
@@ -122,9 +122,26 @@ class RetryPolicy:
     @classmethod
     def from_env(cls) -> RetryPolicy:
         return cls(
-            attempts=int(os.environ.get("MAB_RETRY_ATTEMPTS", "5")),
-            max_seconds=float(os.environ.get("MAB_RETRY_MAX_SECONDS", "60")),
+            attempts=int(_env_number("MAB_RETRY_ATTEMPTS", 5, 1, 100)),
+            max_seconds=_env_number("MAB_RETRY_MAX_SECONDS", 60, 0, 3600),
         )
+
+
+def _env_number(name: str, default: float, low: float, high: float) -> float:
+    """A number from the environment, checked: a UsageError naming the variable, never a
+    ValueError traceback."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(
+            f"{name}={text[:40]!r} is not a number", hint=f"unset it, or set {low:g} to {high:g}"
+        ) from None
+    if not low <= value <= high:
+        raise UsageError(f"{name}={value:g} is out of range", hint=f"set {low:g} to {high:g}")
+    return value
 
 
 class RegistryClient:
@@ -200,18 +217,20 @@ class RegistryClient:
                     raise tls_error from None
                 if isinstance(exc, httpx.ConnectError) and attempt + 1 >= policy.attempts:
                     raise RegistryError(
-                        f"cannot reach registry {self.host}: {problem}",
-                        hint="is it running? For localhost, `mab build` starts one when none "
-                        "answers",
+                        f"cannot reach registry {self.host} after {attempt + 1} attempts: "
+                        f"{problem}",
+                        hint="is it running and is the host:port right? (mab doctor checks "
+                        "every registry builds.yaml names)",
                     ) from None
             except httpx.HTTPError as exc:
                 raise RegistryError(
                     f"registry {self.host}: {method} failed: {_reason(exc)}"
                 ) from None
             else:
-                if response.status_code not in RETRYABLE_STATUS:
-                    return response
+                if response.status_code not in RETRYABLE_STATUS or _permanent(response):
+                    return response  # the caller's _check says why, with the registry's detail
                 problem = f"{response.status_code} {response.reason_phrase}".strip()
+                problem += _error_detail(response)
                 retry_after = _retry_after(response)
             attempt += 1
             wait = policy.delay(attempt - 1, retry_after, random.random)
@@ -255,6 +274,13 @@ class RegistryClient:
                 return
             query = {"service": params.get("service", ""), "scope": scope}
             headers = {"Authorization": f"Basic {self._basic}"} if self._basic else {}
+            if (self._basic or self._identity_token) and not self._realm_trusted(realm):
+                raise RegistryError(
+                    f"registry {self.host} asks for a token from {_origin(realm)} over plain "
+                    "HTTP on another host; mab sends credentials only to the registry's own "
+                    "host or an https token service",
+                    hint="check the registry's auth.token.realm setting",
+                )
             try:
                 if self._identity_token:  # OAuth2 refresh token (docker's identitytoken)
                     got = self._http.post(
@@ -282,11 +308,25 @@ class RegistryClient:
             data = got.json()
             self._tokens[scope] = str(data.get("token") or data.get("access_token") or "")
 
+    def _realm_trusted(self, realm: str) -> bool:
+        """A token realm that may receive the stored credentials: https, or this
+        registry's own host (a plain-HTTP registry on loopback names itself)."""
+        url = httpx.URL(realm)
+        own = self.host.rsplit(":", 1)[0] if self.host.count(":") == 1 else self.host
+        return url.scheme == "https" or url.host == own.strip("[]")
+
     def _check(self, response: httpx.Response, what: str) -> None:
         if response.status_code < 300:
             return
         code = response.status_code
         detail = _error_detail(response)
+        if code >= 500 and _permanent(response):
+            raise RegistryError(
+                f"registry {self.host}: {what} failed ({code}{detail}): its storage is full "
+                "or read-only, which retrying does not fix",
+                hint="free space on the registry (mab clean, then its garbage collection) or "
+                "take it out of read-only mode, then rerun: what was pushed stays",
+            )
         if code == 401 and _says_expired(response):
             raise _expired(self.host)
         if code == 401 and (self._basic or self._identity_token):
@@ -325,6 +365,31 @@ class RegistryClient:
         return True
 
     def upload_blob(self, repo: str, digest: str, path: Path) -> None:
+        """Upload one blob (POST a session, PUT the bytes). When the PUT fails in a way a
+        new session can fix (the registry restarted and forgot the session, a dropped
+        connection, a 5xx), start over with a new POST: retrying the PUT on a dead session
+        only gets BLOB_UPLOAD_INVALID or "upload resumed at wrong offset"."""
+        policy = self._retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._upload_once(repo, digest, path)
+                return
+            except _UploadBroken as exc:
+                if attempt >= policy.attempts:
+                    raise RegistryError(
+                        f"registry {self.host}: uploading blob {digest[:19]} failed after "
+                        f"{attempt} attempts: {exc}"
+                    ) from None
+                wait = policy.delay(attempt - 1, None, random.random)
+                self._on_retry(
+                    f"registry {self.host}: upload of blob {digest[:19]} broke ({exc}); "
+                    f"starting a new upload ({attempt} of {policy.attempts - 1}) in {wait:.1f}s"
+                )
+                self._sleep(wait)
+
+    def _upload_once(self, repo: str, digest: str, path: Path) -> None:
         scope = _scope(repo, "pull,push")
         started = self._request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope)
         self._check(started, "starting an upload")
@@ -335,13 +400,23 @@ class RegistryClient:
             location = self._base + location
         sep = "&" if "?" in location else "?"
         size = path.stat().st_size
-        done = self._request(
-            "PUT",
-            f"{location}{sep}digest={digest}",
-            scope=scope,
-            content=lambda: _file_chunks(path),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-        )
+        try:
+            done = self._authorized(
+                "PUT",
+                f"{location}{sep}digest={digest}",
+                scope,
+                lambda: _file_chunks(path),
+                {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            tls_error = _tls_failure(self.host, exc)
+            if tls_error is not None:
+                raise tls_error from None
+            raise _UploadBroken(_reason(exc)) from None
+        if done.status_code in RETRYABLE_STATUS and not _permanent(done):
+            raise _UploadBroken(f"{done.status_code}{_error_detail(done)}")
+        if done.status_code in (400, 404) and _error_code(done) in _SESSION_LOST:
+            raise _UploadBroken(f"{done.status_code}{_error_detail(done)}")
         self._check(done, f"uploading blob {digest[:19]}")
 
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
@@ -517,6 +592,27 @@ class ManifestBlobUnknown(RegistryError):
     """A manifest PUT refused with MANIFEST_BLOB_UNKNOWN."""
 
 
+class _UploadBroken(Exception):
+    """A blob upload's session is gone or broke: a new upload (POST) may succeed."""
+
+
+# the registry no longer knows the upload session (it restarted, or the session expired)
+_SESSION_LOST = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID", "SIZE_INVALID"})
+
+# 5xx answers no retry fixes: the registry's storage is full or read-only
+_PERMANENT_RE = re.compile(
+    r"no space left on device|read-only file system|read-only mode|readonly|disk quota",
+    re.IGNORECASE,
+)
+
+
+def _permanent(response: httpx.Response) -> bool:
+    try:
+        return bool(_PERMANENT_RE.search(response.text))
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return False
+
+
 _LOCKS_GUARD = threading.Lock()
 _BLOB_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
 
@@ -563,6 +659,11 @@ def _next_link(response: httpx.Response) -> str | None:
     return match.group(1) if match else None
 
 
+def _origin(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.netloc.decode()}"
+
+
 def _path_of(url: str) -> str:
     return httpx.URL(url).path if url.startswith("http") else url.split("?", 1)[0]
 
@@ -595,12 +696,30 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_code(response: httpx.Response) -> str:
     try:
         errors = response.json().get("errors") or []
-    except ValueError:
+    except (ValueError, AttributeError):
         return ""
-    if errors:
+    return str(errors[0].get("code", "")) if errors and isinstance(errors[0], dict) else ""
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """``: CODE message (detail)`` from a registry's error body; else its first line of
+    text (a proxy's, or a storage driver's), shortened."""
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError):
+        errors = None
+    if errors and isinstance(errors[0], dict):
         first = errors[0]
-        return f": {first.get('code', '')} {first.get('message', '')}".rstrip()
-    return ""
+        text = f": {first.get('code', '')} {first.get('message', '')}".rstrip()
+        detail = first.get("detail")
+        if detail:
+            text += f" ({str(detail)[:200]})"
+        return text
+    try:
+        body = response.text.strip().splitlines()
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return ""
+    return f": {body[0][:200]}" if body else ""

@@ -433,14 +433,19 @@ def _write_auth(state: ServerState, password: str | None) -> bool:
     if password is None:
         password = secrets.token_urlsafe(18)
         secret_file = folder / "password"
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(password + "\n")
+        write_private(secret_file, password + "\n")
         state.password_file = str(secret_file)
-    fd = os.open(folder / "htpasswd", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(htpasswd_line(state.auth_user, password) + "\n")
+    write_private(folder / "htpasswd", htpasswd_line(state.auth_user, password) + "\n")
     return generated
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: created 0600, and an existing file (made
+    earlier with a wider mode) tightened before anything is written into it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
 
 
 def _make_tls(state: ServerState) -> None:
@@ -458,7 +463,9 @@ def _make_tls(state: ServerState) -> None:
 
 
 def _write_config(state: ServerState, *, in_container: bool) -> None:
-    state.config.write_text(
+    # 0600: it holds http.secret
+    write_private(
+        state.config,
         render_config(
             root=state.path,
             port=state.port,
@@ -468,7 +475,7 @@ def _write_config(state: ServerState, *, in_container: bool) -> None:
             secret=secrets.token_hex(16),
             in_container=in_container,
             data=state.data_dir,
-        )
+        ),
     )
 
 

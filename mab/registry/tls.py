@@ -85,7 +85,7 @@ def _now() -> datetime.datetime:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
 
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -98,10 +98,10 @@ def make_ca(
     common_name: str, names: tuple[str, ...]
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed CA that signs server certificates for *names* and loopback only."""
-    from cryptography import x509  # noqa: PLC0415
-    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+    from cryptography import x509  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -148,10 +148,10 @@ def make_server_cert(
     ips: tuple[str, ...] = SERVER_IPS,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A server certificate for *names* and *ips*, signed by the CA."""
-    from cryptography import x509  # noqa: PLC0415
-    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+    from cryptography import x509  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
 
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
@@ -179,7 +179,7 @@ def make_server_cert(
 
 def write_tls_files(folder: Path, label: str, names: tuple[str, ...]) -> TlsFiles:
     """Make a CA and a server certificate for *names* in *folder* (keys mode 0600)."""
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - cryptography loads slowly; only mab registry up --tls needs it
 
     folder.mkdir(parents=True, exist_ok=True)
     ca_cert, ca_key = make_ca(f"mab dev registry CA ({label})", names)

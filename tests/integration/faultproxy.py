@@ -3,6 +3,10 @@
 Loopback only, threads only, bounded: it serves until stopped by the test. ``fail`` is a
 predicate over (method, path); a failing request alternates between a 503 answer and a
 dropped connection, the two kinds of fault mab must retry.
+
+For timed faults, ``intercept(method, path)`` runs first (it may block: a held request)
+and returns an answer to send instead of forwarding ``(status, headers, body)``, or None
+to forward; ``after(method, path, status)`` runs once the upstream answered.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+Answer = tuple[int, dict[str, str], bytes]
 
 
 class FaultProxy:
     def __init__(self, upstream_port: int = 5000) -> None:
         self.upstream_port = upstream_port
         self.fail: Callable[[str, str], bool] = lambda method, path: False
+        self.intercept: Callable[[str, str], Answer | None] = lambda method, path: None
+        self.after: Callable[[str, str, int], None] = lambda method, path, status: None
         self.faults = 0
         self.requests: list[tuple[str, str, int]] = []
         proxy = self
@@ -31,6 +38,16 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else None
+                answer_instead = proxy.intercept(self.command, self.path)
+                if answer_instead is not None:
+                    status, headers_out, data_out = answer_instead
+                    proxy.requests.append((self.command, self.path, status))
+                    self.send_response(status)
+                    for key, value in {**headers_out, "content-length": str(len(data_out))}.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data_out)
+                    return
                 if proxy.fail(self.command, self.path):
                     proxy.faults += 1
                     proxy.requests.append((self.command, self.path, 0))
@@ -61,6 +78,7 @@ class FaultProxy:
                 if self.command != "HEAD":
                     self.wfile.write(data)
                 upstream.close()
+                proxy.after(self.command, self.path, answer.status)
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
 

@@ -89,14 +89,19 @@ def test_default_registry_is_started_when_nothing_answers(tmp_path: Path) -> Non
     try:
         result = run_mab("build", "-f", str(path), cwd=tmp_path, env=env)
         assert result.code == 0, result.output
-        data_dir = tmp_path / "data" / "mab" / f"registry-{port}"
+        # one launcher for the embedded registry and `mab registry up`: one folder per port
+        data_dir = tmp_path / "data" / "mab" / "registries" / str(port) / "data"
         assert f"started a local registry at localhost:{port}" in result.output
         assert str(data_dir) in result.output
         assert (data_dir / "docker" / "registry" / "v2" / "repositories" / "ok").is_dir()
         index = crane_json("manifest", f"localhost:{port}/ok:latest")
         assert platforms_of(index) == ["linux/amd64", "linux/arm64"]
+        status = run_mab("registry", "status", "--json", cwd=tmp_path, env=env)
+        assert f'"port": {port}' in status.stdout and '"running": true' in status.stdout
+        down = run_mab("registry", "down", "--port", str(port), cwd=tmp_path, env=env)
+        assert down.code == 0, down.output
     finally:
-        subprocess.run(["pkill", "-f", f"registry-{port}-config.yml"], check=False)
+        subprocess.run(["pkill", "-f", f"registries/{port}/config.yml"], check=False)
 
 
 def test_size_budget_stops_the_publish(tmp_path: Path, namespace: str) -> None:

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Self
 
-from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest, Engine
-from mab.errors import BuildError, RegistryError
+from mab.engine.base import (
+    BuilderInfo,
+    BuildOutcome,
+    BuildRequest,
+    Engine,
+    EngineInfo,
+    RunResult,
+)
+from mab.errors import BuildError, EngineError, RegistryError
 from mab.oci import INDEX_TYPES, Descriptor, Manifest, RemoteManifest
 from mab.registry.base import Pushed, Registry, RegistryFactory
 
@@ -36,6 +44,7 @@ class Store:
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
     fail_put_tag: Callable[[str, str], bool] = lambda repo, tag: False
+    list_hook: Callable[[str], None] = lambda repo: None  # runs before each tag listing
 
     def tag_of(self, ref: str) -> tuple[str, str]:
         repo, _, tag = ref.rpartition(":")
@@ -81,6 +90,7 @@ class FakeRegistry:
             return None
 
     def list_tags(self, repo: str) -> list[str]:
+        self.store.list_hook(self._repo(repo))
         return sorted(self.store.tags.get(self._repo(repo), {}))
 
     def push_layout(self, layout: Path, repo: str) -> Pushed:
@@ -226,6 +236,59 @@ class FakeEngine:
 
     def annotations_of(self, ref: str) -> Mapping[str, str]:
         return self.inspect(ref).annotations
+
+    # --- mab doctor, mab build --load, mab run: set these on an instance to stage a problem
+    client: str | None = "28.2.2"  # None: no docker CLI
+    reachable: bool = True  # False: the engine does not answer
+    architecture: str = "x86_64"
+    data_root: str = "/var/lib/docker"
+    buildx: str | None = "0.29.1"  # None: no buildx plugin
+    local_images: Mapping[str, str] = MappingProxyType({})  # ref -> platform
+    run_exit: Mapping[str, int] = MappingProxyType({})  # platform -> exit code of its runs
+    run_stderr: str = ""
+    ran: tuple[tuple[str, tuple[str, ...], str | None, bool], ...] = ()
+
+    def client_version(self) -> str:
+        if self.client is None:
+            raise EngineError(
+                "the docker CLI was not found on PATH", hint="install the docker client"
+            )
+        return self.client
+
+    def info(self) -> EngineInfo:
+        if not self.reachable:
+            raise EngineError(
+                "cannot reach the Docker engine at unix:///nonexistent.sock: Cannot connect",
+                hint="start dockerd",
+            )
+        return EngineInfo("26.1.5", self.containerd, self.data_root, self.architecture)
+
+    def buildx_version(self) -> str:
+        if self.buildx is None:
+            raise EngineError(
+                "the docker buildx plugin is missing or broken: unknown command",
+                hint="install buildx into ~/.docker/cli-plugins",
+            )
+        return self.buildx
+
+    def image_platform(self, ref: str) -> str | None:
+        loaded = [str(r.platform) for r in self.builds if r.load and ref in r.load_names]
+        return loaded[-1] if loaded else self.local_images.get(ref)
+
+    def run(
+        self,
+        image: str,
+        argv: Sequence[str] = (),
+        platform: str | None = None,
+        *,
+        capture: bool = True,
+    ) -> RunResult:
+        self.ran = (*self.ran, (image, tuple(argv), platform, capture))
+        code = self.run_exit.get(platform or "", 0)
+        if code:
+            return RunResult(code, "", self.run_stderr)
+        uname = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "armv7l"}
+        return RunResult(0, uname.get(platform or "linux/amd64", "unknown"), "")
 
 
 # mypy checks the fakes against the seams here: a missing or mistyped method fails the
