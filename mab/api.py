@@ -23,17 +23,19 @@ from mab import doctor as checkup
 from mab import init as generator
 from mab import lint as rules
 from mab.config.defaults import default_registry
-from mab.config.models import Project, load_project
+from mab.config.models import BuilderConfig, Project, load_project
+from mab.config.models import builder_files as config_files
 from mab.engine.base import Engine
 from mab.errors import EngineError, MabError, RegistryError, UsageError
 from mab.pipeline import digests, emulation
 from mab.pipeline.audit import run_verify
-from mab.pipeline.build import run_build
+from mab.pipeline.build import prepare, render_dockerfiles, run_build
 from mab.pipeline.load import LoadReport, load_targets
 from mab.pipeline.merge import run_merge
 from mab.pipeline.promote import Promotion
 from mab.pipeline.promote import promote as run_promote
 from mab.pipeline.results import Reporter, RunReport
+from mab.pipeline.skip import Verdict, judge
 from mab.planning import git, render
 from mab.planning.cache import parse_spec
 from mab.planning.plan import Plan, TargetPlan, make_plan
@@ -42,10 +44,12 @@ from mab.platforms import Platform
 from mab.registry import credentials
 from mab.registry.base import RegistryFactory, split_repository
 from mab.registry.client import RegistryClient, RetryPolicy
+from mab.registry.credentials import Credential, secret_for
 from mab.registry.login import login_for_build
 from mab.registry.query import client as registry_client
 from mab.registry.retention import CleanupPlan, Policy, decide, snapshot
 from mab.scratch import scratch
+from mab.signing import Cosign
 
 
 @dataclass(frozen=True)
@@ -151,25 +155,68 @@ def login(loaded: Loaded, engine: Engine) -> list[str]:
 
 def build(
     loaded: Loaded,
-    engine: Engine,
+    engine: Engine | None,
     reporter: Reporter,
     *,
-    registries: RegistryFactory = RegistryClient,
+    registries: RegistryFactory | None = None,
     no_cache: bool = False,
     by_digest_only: bool = False,
     force: bool = False,
+    rebuild: bool = False,
+    on_login: Callable[[str], None] | None = None,
 ) -> RunReport:
     """``mab build``: build, push by digest, publish and verify every target of the plan
-    (with *by_digest_only*, one job of a split build: push by digest and stop)."""
+    (with *by_digest_only*, one job of a split build: push by digest and stop).
+
+    Targets whose inputs match what is published are skipped unless *rebuild*. Without
+    an *engine*, the docker engine is started (and builds.yaml's registries logged in to,
+    each host said to *on_login*) only when something must be built: an unchanged run
+    never loads python-on-whales nor starts a docker process."""
+
+    def engine_factory() -> Engine:
+        real = docker_engine()
+        for host in login(loaded, real):
+            if on_login is not None:
+                on_login(host)
+        return real
+
     return run_build(
         loaded.plan,
         engine,
         reporter,
-        registries=registries,
+        registries=registries or registries_for(loaded.project),
+        engine_factory=engine_factory,
         no_cache=no_cache,
         by_digest_only=by_digest_only,
         force=force,
+        rebuild=rebuild,
+        signers=Cosign,  # the publish gates' signer: the cosign CLI
     )
+
+
+def registries_for(project: Project) -> RegistryFactory:
+    """``RegistryClient``, with the credentials builds.yaml names (``registries:``) for
+    their hosts, so mab's own requests need no ``docker login`` first; other hosts use
+    what docker stored. A password is read (or its login.command run) once per host."""
+    known: dict[str, Credential | None] = {}
+
+    def open_client(
+        host: str,
+        *,
+        on_retry: Callable[[str], None] | None = None,
+        attempts: int | None = None,
+    ) -> RegistryClient:
+        if host not in known:
+            auth = project.config.registries.get(host)
+            secret = secret_for(host, auth) if auth is not None else None
+            known[host] = (
+                Credential(secret.username, secret.password, source=secret.source)
+                if secret is not None
+                else None
+            )
+        return RegistryClient(host, on_retry=on_retry, attempts=attempts, credential=known[host])
+
+    return open_client
 
 
 def write_digests(report: RunReport, folder: Path) -> list[Path]:
@@ -189,19 +236,36 @@ def merge(
     engine: Engine,
     reporter: Reporter,
     *,
-    registries: RegistryFactory = RegistryClient,
+    registries: RegistryFactory | None = None,
     force: bool = False,
 ) -> RunReport:
     """``mab merge``: publish the targets whose every platform a split build pushed."""
     records = digests.read(folder)
-    return run_merge(loaded.plan, engine, records, reporter, registries=registries, force=force)
+    return run_merge(
+        loaded.plan,
+        engine,
+        records,
+        reporter,
+        registries=registries or registries_for(loaded.project),
+        force=force,
+    )
+
+
+def check(loaded: Loaded, reporter: Reporter) -> dict[str, Verdict]:
+    """``mab plan --check``: which targets a build would skip as unchanged, and why
+    (renders and reads the registry; no engine)."""
+    registries = registries_for(loaded.project)
+    with scratch("mab-render-") as tmp:
+        dockerfiles = render_dockerfiles(loaded.plan, Path(tmp))
+        plan, inputs = prepare(loaded.plan, dockerfiles, registries, reporter)
+        return judge(plan, inputs, registries)
 
 
 def verify(
     loaded: Loaded, engine: Engine, *, registries: RegistryFactory = RegistryClient
 ) -> RunReport:
     """``mab verify``: re-check every published target without building."""
-    return run_verify(loaded.plan, engine, registries=registries)
+    return run_verify(loaded.plan, engine, registries=registries, signers=Cosign)
 
 
 def promote(
@@ -221,6 +285,7 @@ def promote(
         to,
         registries=registries,
         to_registry=to_registry,
+        signers=Cosign,
     )
 
 
@@ -312,6 +377,8 @@ class BuilderRow:
     emulated: tuple[str, ...]
     offered: tuple[str, ...]
     state: str
+    # driver options and the buildkitd config as builds.yaml writes them (file references)
+    options: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -322,6 +389,7 @@ class BuilderRow:
             "emulated": list(self.emulated),
             "offered": list(self.offered),
             "state": self.state,
+            "options": dict(self.options),
         }
 
 
@@ -346,9 +414,27 @@ def builders(project: Project, engine: Engine) -> list[BuilderRow]:
                 emulated=tuple(p for p in offered if native and p not in native),
                 offered=offered,
                 state=info.status if info else "missing (mab builders create)",
+                options=_shown_options(spec) if spec else (),
             )
         )
     return rows
+
+
+def _shown_options(spec: BuilderConfig) -> tuple[tuple[str, str], ...]:
+    config = (("config", spec.config),) if spec.config is not None else ()
+    return (*sorted(spec.driver_opts.items()), *config)
+
+
+def builder_files(spec: BuilderConfig, base: Path) -> tuple[dict[str, str], Path | None]:
+    """A builder's driver options and buildkitd config with the files they name (a
+    remote's TLS files, the config) as absolute paths: buildx wants them absolute, and
+    builds.yaml writes them relative to itself."""
+    opts = dict(spec.driver_opts)
+    for loc, value in config_files(spec):
+        if loc[0] == "driver_opts":
+            opts[str(loc[1])] = str((base / value).absolute())
+    config = (base / spec.config).absolute() if spec.config is not None else None
+    return opts, config
 
 
 def create_builders(project: Project, engine: Engine) -> list[tuple[str, bool]]:
@@ -359,8 +445,9 @@ def create_builders(project: Project, engine: Engine) -> list[tuple[str, bool]]:
         if spec.name in known:
             done.append((spec.name, False))
             continue
+        opts, config = builder_files(spec, project.base_dir)
         engine.create_builder(
-            spec.name, spec.driver, spec.endpoint, dict(spec.driver_opts), list(spec.platforms)
+            spec.name, spec.driver, spec.endpoint, opts, list(spec.platforms), config=config
         )
         done.append((spec.name, True))
     return done

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,3 +224,20 @@ def index_bytes(manifests: Iterable[Descriptor], annotations: Mapping[str, str])
     if annotations:
         document["annotations"] = dict(annotations)
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+# cosign's tag-based scheme: the signature (attestations, SBOM) of manifest sha256:<hex> is
+# stored in the same repository under the tag sha256-<hex>.sig (.att, .sbom).
+COSIGN_SUFFIXES = ("sig", "att", "sbom")
+_COSIGN_TAG = re.compile(r"^sha256-([0-9a-f]{64})\.(sig|att|sbom)$")
+
+
+def cosign_tag(digest: str, suffix: str = "sig") -> str:
+    """``sha256:<hex>`` -> ``sha256-<hex>.sig``."""
+    return f"{digest.replace(':', '-', 1)}.{suffix}"
+
+
+def cosign_subject(tag: str) -> tuple[str, str] | None:
+    """(the digest a cosign tag is about, its kind: sig, att or sbom), or None."""
+    match = _COSIGN_TAG.match(tag)
+    return (f"sha256:{match.group(1)}", match.group(2)) if match else None

@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mab.secrets import redact
@@ -59,15 +59,19 @@ def call(
     cwd: Path | None = None,
     stdin: str | None = None,
     timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run *argv*; its exit code is the caller's to judge. Without *stdin* the program
-    reads nothing (it never inherits mab's terminal)."""
+    reads nothing (it never inherits mab's terminal). *env*: its whole environment (a
+    secret a program reads from a variable goes in here, never in *argv*); default mab's."""
     echo(argv)
+    environment = dict(env) if env is not None else None
     try:
         if stdin is None:
             return subprocess.run(
                 list(argv),
                 cwd=cwd,
+                env=environment,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
@@ -77,6 +81,7 @@ def call(
         return subprocess.run(
             list(argv),
             cwd=cwd,
+            env=environment,
             input=stdin,
             capture_output=True,
             text=True,

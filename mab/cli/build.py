@@ -29,10 +29,11 @@ from mab.cli.options import (
     VersionOpt,
 )
 from mab.cli.progress import ConsoleReporter, LogGroups
-from mab.cli.report import markdown_summary, plan_table, run_table
+from mab.cli.report import TABLE_ROWS, markdown_summary, plan_table, run_table
 from mab.config.models import json_schema
 from mab.errors import UsageError
-from mab.pipeline.results import RunReport
+from mab.pipeline.results import PlatformResult, RunReport, TargetResult
+from mab.planning.plan import Job
 from mab.secrets import redact
 
 DEFAULT_FILE = Path("builds.yaml")
@@ -54,7 +55,10 @@ def load(
 
 
 def write_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    """Indented for a person at a terminal; compact into a pipe or file (the C encoder: a
+    2,000-target plan in a tenth of the time)."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(data, indent=indent) + "\n")
 
 
 def write_file(path: Path, text: str) -> None:
@@ -76,16 +80,57 @@ def plan(
     version: VersionOpt = None,
     env: EnvOpt = None,
     as_json: JsonOpt = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Also say which targets a build would skip as unchanged, and why (reads "
+            "the registry and the build contexts; still no engine).",
+        ),
+    ] = False,
 ) -> None:
     """Show the work a build would do, target x platform, with tags and Dockerfile source.
 
-    Touches no engine and no registry.
+    Touches no engine, and no registry unless --check.
     """
     loaded = load(file, target or (), platform or (), version=version, env=env)
+    verdicts = api.check(loaded, _Quiet()) if check else {}
     if as_json:
-        write_json(loaded.plan.to_dict())
-    else:
-        out.print(plan_table(loaded.plan))
+        data = loaded.plan.to_dict()
+        if check:
+            data["check"] = {
+                name: {"unchanged": v.unchanged, "why": v.why} for name, v in verdicts.items()
+            }
+        write_json(data)
+        return
+    out.print(plan_table(loaded.plan))
+    for name, verdict in verdicts.items():
+        word = "unchanged, would be skipped" if verdict.unchanged else "would be built"
+        out.print(
+            Text(f"{name}: {word}: {verdict.why}", style="green" if verdict.unchanged else "")
+        )
+
+
+class _Quiet:
+    """A Reporter for a command that builds nothing: notes go to stderr, nothing else."""
+
+    def notice(self, message: str) -> None:
+        err.print(Text(redact(message), style="dim"))
+
+    def warning(self, message: str) -> None:
+        err.print(Text(f"warning: {redact(message)}", style="yellow"))
+
+    def job_started(self, job: Job) -> None:
+        pass
+
+    def job_log(self, job: Job, line: str) -> None:
+        pass
+
+    def job_finished(self, job: Job, result: PlatformResult) -> None:
+        pass
+
+    def target_finished(self, result: TargetResult) -> None:
+        pass
 
 
 def tags(
@@ -108,8 +153,10 @@ def tags(
     table = Table(title="tags", title_justify="left")
     for column in ("target", "tag", "kind", "rule"):
         table.add_column(column)
-    for name, tag in rows:
+    for name, tag in rows[:TABLE_ROWS]:
         table.add_row(name, tag.name, tag.kind, tag.rule)
+    if len(rows) > TABLE_ROWS:
+        table.add_row(f"... {len(rows) - TABLE_ROWS} more tags", "", "", "(mab tags --json)")
     out.print(table)
 
 
@@ -225,6 +272,14 @@ def build(
             "already names another index; without it such a run publishes nothing.",
         ),
     ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Build every target, even one whose published index already has this "
+            "run's inputs (by default such a target is skipped as unchanged).",
+        ),
+    ] = False,
     version: VersionOpt = None,
     env: EnvOpt = None,
 ) -> None:
@@ -260,9 +315,6 @@ def build(
         loaded.project,
         api.with_options(loaded.plan, cache_from=cache_from, cache_to=cache_to, builder=builder),
     )
-    engine = api.docker_engine()
-    for host in api.login(loaded, engine):
-        err.print(Text(f"logged in to {host}", style="dim"))
     reporter = ConsoleReporter(
         err,
         loaded.plan,
@@ -272,7 +324,14 @@ def build(
     )
     with reporter:
         result = api.build(
-            loaded, engine, reporter, no_cache=no_cache, by_digest_only=push_by_digest, force=force
+            loaded,
+            None,  # started only when a target must be built
+            reporter,
+            no_cache=no_cache,
+            by_digest_only=push_by_digest,
+            force=force,
+            rebuild=rebuild,
+            on_login=lambda host: err.print(Text(f"logged in to {host}", style="dim")),
         )
     _finish(result, report)
     if digests_out is not None:
@@ -423,6 +482,10 @@ def promote(
                 style="yellow",
             )
         )
+    if done.signatures:
+        err.print(Text(f"copied {len(done.signatures)} signature/attestation tags with it"))
+    if done.verified_signatures:
+        err.print(Text("signatures verified at the destination", style="green"))
 
 
 def schema(out_file: OutOpt = None) -> None:

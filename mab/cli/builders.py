@@ -16,6 +16,7 @@ from mab.cli.console import err, out
 from mab.cli.guard import command, guarded
 from mab.cli.options import FileOpt, sub_app
 from mab.config.models import load_project
+from mab.secrets import redact
 
 builders_app = sub_app(
     "builders",
@@ -39,7 +40,8 @@ def builders(
         sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
         return
     table = Table(title="builders", title_justify="left")
-    for column in ("name", "driver", "endpoint", "native", "emulated / offered", "state"):
+    columns = ("name", "driver", "endpoint", "options", "native", "emulated / offered", "state")
+    for column in columns:
         table.add_column(column)
     for row in rows:
         shown = row.emulated if row.native else row.offered
@@ -47,6 +49,7 @@ def builders(
             row.name,
             row.driver,
             row.endpoint or "-",
+            redact(", ".join(f"{k}={v}" for k, v in row.options)) or "-",
             ", ".join(row.native) or "-",
             ", ".join(shown) or "-",
             row.state,

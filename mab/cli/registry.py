@@ -329,6 +329,12 @@ def registry_inspect(
     out.print(table)
     for key, value in details.annotations.items():
         out.print(Text(f"  {key}: {value}", style="dim"))
+    names = {details.digest: "the index"} | {e.digest: e.platform or "-" for e in details.images}
+    for subject, tags in details.signatures.items():
+        about = names.get(subject, f"attestation manifest {short_digest(subject)}")
+        out.print(Text(f"  cosign: {', '.join(tags)} (of {about})", style="dim"))
+    if not details.signatures:
+        out.print(Text("  cosign: no signature tags", style="dim"))
 
 
 # --- deletion -----------------------------------------------------------------------------

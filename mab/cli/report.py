@@ -9,18 +9,29 @@ from mab.oci import short_digest
 from mab.pipeline.results import JobStatus, RunReport, human_size
 from mab.planning.plan import Plan
 
+TABLE_ROWS = 300  # a bigger result is cut, with a note; --json always lists everything
 
-def plan_table(plan: Plan) -> Table:
+
+def plan_table(plan: Plan, limit: int = TABLE_ROWS) -> Table:
+    """Target x platform rows; past *limit* rows, the first targets and a closing row that
+    says how many are left out (a 2,000-target table takes rich seconds to draw)."""
     table = Table(
         title=f"registry {plan.registry}"
         + (" (default)" if plan.registry_is_default else "")
         + f" - builder {plan.builder or '(current)'} - concurrency {plan.concurrency}",
         title_justify="left",
     )
-    for column in ("target", "platform", "builder", "repository", "tags", "dockerfile", "stage"):
+    columns = ("target", "platform", "builder", "repository", "tags", "dockerfile", "stage")
+    for column in (*columns, "gates"):
         table.add_column(column)
     base = plan.project_file.parent
-    for target in plan.targets:
+    rows = 0
+    for number, target in enumerate(plan.targets):
+        if rows + len(target.platforms) > limit:
+            left = len(plan.targets) - number
+            table.add_row(f"... {left} more targets", "", "", "", "(mab plan --json lists all)")
+            break
+        rows += len(target.platforms)
         for i, platform in enumerate(target.platforms):
             first = i == 0
             table.add_row(
@@ -31,6 +42,7 @@ def plan_table(plan: Plan) -> Table:
                 ", ".join(target.tag_names) if first else "",
                 target.source.describe(base) if first else "",
                 (target.stage or "-") if first else "",
+                (", ".join(target.gates.names) or "-") if first else "",
             )
     return table
 

@@ -8,10 +8,12 @@ the file are checked to exist. Every problem is reported as ``FILE:LINE: FIELD: 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -530,6 +532,155 @@ class BuildSecret(BaseModel):
         return self
 
 
+# --- publish gates: signing, attestations, scan, smoke test (issue 12) ---------------------
+
+# What mab fills in a scan command's arguments.
+SCAN_PLACEHOLDERS = ("ref", "platform")
+_PLACEHOLDER_RE = re.compile(r"(?<!\$)\{([^{}\s]*)\}")  # {ref}; not a shell's ${VAR}
+
+
+def _key_reference(value: str) -> str:
+    # The value is never echoed: a mistake here may be a pasted key.
+    if "-----BEGIN" in value or "\n" in value or looks_like_token(value):
+        raise ValueError(
+            "looks like a key, not where one is (not shown here): write the path of the key "
+            "file (relative to builds.yaml), a KMS URI, or use key_env: NAME"
+        )
+    return value
+
+
+def _command_words(value: str | list[str]) -> str | list[str]:
+    words = [value] if isinstance(value, str) else value
+    if not words or not all(w.strip() for w in words):
+        raise ValueError("give a command: a string, or a list of its words")
+    return value
+
+
+def _scan_command(value: str | list[str]) -> str | list[str]:
+    words = [value] if isinstance(value, str) else value
+    known = ", ".join(f"{{{name}}}" for name in SCAN_PLACEHOLDERS)
+    for word in words:
+        for name in _PLACEHOLDER_RE.findall(word):
+            if name not in SCAN_PLACEHOLDERS:
+                raise ValueError(f"unknown placeholder '{{{name}}}'; use {known}")
+    return value
+
+
+def _provenance_mode(value: object) -> object:
+    return "min" if value is True else value  # BuildKit's --provenance=true is mode=min
+
+
+KeyReference = Annotated[str, AfterValidator(_key_reference)]
+ProvenanceMode = Annotated[Literal[False, "min", "max"], BeforeValidator(_provenance_mode)]
+CommandWords = Annotated[str | list[str], AfterValidator(_command_words)]
+ScanCommand = Annotated[
+    str | list[str], AfterValidator(_command_words), AfterValidator(_scan_command)
+]
+
+
+class SigningConfig(BaseModel):
+    """Sign the image index and every platform image with cosign (key-based, signatures
+    stored as tags beside the image) before any tag is written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: KeyReference | None = Field(
+        None,
+        description="cosign private key: a file (relative to builds.yaml) or a KMS URI "
+        "(awskms://, gcpkms://, azurekms://, hashivault://).",
+    )
+    key_env: EnvName | None = Field(
+        None, description="Or: an environment variable holding the private key (PEM)."
+    )
+    password_env: EnvName = Field(
+        "COSIGN_PASSWORD",
+        description="Environment variable with the key's password (empty for a key without "
+        "one). Passed to cosign in its environment, never in its arguments.",
+    )
+    public_key: KeyReference = Field(
+        description="cosign public key (a file relative to builds.yaml, or a KMS URI) that the "
+        "gates and mab verify check signatures with."
+    )
+    tlog_upload: bool = Field(
+        False,
+        description="Upload signatures to the transparency log (Rekor). Off: signing and "
+        "verifying work offline.",
+    )
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SigningConfig:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("give either 'key' (a file or KMS URI) or 'key_env'")
+        return self
+
+
+class SbomConfig(BaseModel):
+    """BuildKit's SBOM attestation with a generator image of your choice."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    generator: str = Field(
+        min_length=1,
+        description="An image that follows BuildKit's SBOM scanner protocol (reads the rootfs "
+        "at $BUILDKIT_SCAN_SOURCE, writes SPDX to $BUILDKIT_SCAN_DESTINATION).",
+    )
+
+
+class AttestationsConfig(BaseModel):
+    """BuildKit attestations, one set per platform image, stored in the image index and
+    linked to their image; the publish gates check they are there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provenance: ProvenanceMode = Field(
+        "min",
+        description="SLSA provenance: false, min, or max (max records the build args, so "
+        "args named like secrets are refused unless listed in safe_args).",
+    )
+    sbom: bool | SbomConfig = Field(
+        False,
+        description="An SPDX SBOM per platform: true (BuildKit's default generator image) or "
+        "{generator: IMAGE}.",
+    )
+    safe_args: list[str] = Field(
+        default_factory=list,
+        description="Build args named like secrets that may go into max provenance anyway "
+        "(their values are not secret).",
+    )
+
+
+class ScanConfig(BaseModel):
+    """A vulnerability scanner run on every platform image, by digest, before any tag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: ScanCommand = Field(
+        description="Run in the folder of builds.yaml, without a shell (a string is split "
+        "like a shell would); {ref} is REPOSITORY@DIGEST of one platform image, {platform} "
+        "its platform. A non-zero exit fails that platform."
+    )
+    timeout: Annotated[float, BeforeValidator(_not_bool)] = Field(
+        900, gt=0, description="Seconds one scan may take."
+    )
+
+
+class SmokeTest(BaseModel):
+    """A command run in the image of every platform (by digest; foreign ones under QEMU)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: CommandWords = Field(
+        description="The container's command (docker run --rm IMAGE COMMAND); a string is "
+        "split like a shell would, without one."
+    )
+    expect: PatternStr | None = Field(
+        None, description="A regular expression searched in its output; no match fails it."
+    )
+
+
+# --- end of publish gates ----------------------------------------------------------------------
+
+
 class TargetConfig(BaseModel):
     """One image: built from a Dockerfile or a template, for one or more platforms."""
 
@@ -573,6 +724,14 @@ class TargetConfig(BaseModel):
         "image. The templates mount pip.conf and npmrc when given.",
     )
     retention: Retention | None = Field(None, description="What mab clean keeps.")
+    test: SmokeTest | None = Field(
+        None, description="Smoke test run in every platform image before any tag is written."
+    )
+    signing: SigningConfig | None = Field(None, description="Replaces the top-level signing.")
+    attestations: AttestationsConfig | None = Field(
+        None, description="Replaces the top-level attestations."
+    )
+    scan: ScanConfig | None = Field(None, description="Replaces the top-level scan.")
 
     @model_validator(mode="after")
     def _one_source(self) -> TargetConfig:
@@ -610,6 +769,12 @@ class CacheConfig(BaseModel):
     mode: Literal["min", "max"] = Field(
         "max", description="max also caches the layers of intermediate (build) stages."
     )
+    export: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="When to export (write) the cache: auto, only in CI (CI=true) and in a "
+        "split build's jobs, where BuildKit starts empty; locally BuildKit's own cache "
+        "serves the next run and the export would only cost time. Imported always.",
+    )
     ref: CacheTemplate = Field(
         "{repository}-buildcache:{platform}",
         description="registry: the cache ref; {repository}, {target}, {platform} (a slug).",
@@ -636,7 +801,16 @@ class BuilderConfig(BaseModel):
         "address (tcp://buildkitd:1234); kubernetes: unused.",
     )
     driver_opts: dict[str, ScalarStr] = Field(
-        default_factory=dict, description="buildx --driver-opt KEY=VALUE pairs."
+        default_factory=dict,
+        description="buildx --driver-opt KEY=VALUE pairs. docker-container: image, network, "
+        "memory, cpu-*, env.NAME ...; remote: cacert, cert, key (TLS files: paths, absolute "
+        "or relative to builds.yaml, never the PEM itself), servername; kubernetes: passed "
+        "as given; docker: none.",
+    )
+    config: str | None = Field(
+        None,
+        description="docker-container and kubernetes: a buildkitd.toml (buildx "
+        "--buildkitd-config), relative to builds.yaml. A remote BuildKit reads its own.",
     )
     platforms: list[PlatformStr] = Field(
         min_length=1, description="Platforms this builder runs natively."
@@ -645,6 +819,101 @@ class BuilderConfig(BaseModel):
         default_factory=list,
         description="Platforms it can build under QEMU, used when no builder is native.",
     )
+
+    @model_validator(mode="after")
+    def _driver_options(self) -> BuilderConfig:
+        check_driver_options(self.driver, self.endpoint, self.driver_opts, self.config)
+        return self
+
+
+# buildx 0.29's --driver-opt keys, per driver (docker-container also takes env.NAME); buildx
+# rejects any other at `buildx create`, after the run has started: mab says so at load time.
+CONTAINER_OPTS = (
+    "image",
+    "network",
+    "memory",
+    "memory-swap",
+    "cpu-quota",
+    "cpu-period",
+    "cpu-shares",
+    "cpuset-cpus",
+    "cpuset-mems",
+    "cgroup-parent",
+    "restart-policy",
+    "default-load",
+)
+REMOTE_OPTS = ("cacert", "cert", "key", "servername", "default-load")
+TLS_FILE_OPTS = ("cacert", "cert", "key")
+REMOTE_SCHEMES = ("tcp://", "unix://")
+
+
+def check_driver_options(
+    driver: str, endpoint: str | None, opts: Mapping[str, str], config: str | None
+) -> None:
+    """What buildx would refuse, or what would leak a secret, in a builder's options:
+    unknown keys for the driver, a remote endpoint that is not tcp:// or unix://, TLS
+    options without their partners (buildx's own rules), TLS material written inline."""
+    if driver == "docker" and opts:
+        raise FieldError(
+            ("driver_opts",),
+            "the docker driver takes no driver options (mab makes a docker context for it)",
+        )
+    if config is not None and driver not in ("docker-container", "kubernetes"):
+        where = "on its own machine" if driver == "remote" else "by dockerd's daemon.json"
+        raise FieldError(
+            ("config",),
+            f"config: is for docker-container and kubernetes builders; a {driver} builder's "
+            f"BuildKit is configured {where}",
+        )
+    known = {"docker-container": CONTAINER_OPTS, "remote": REMOTE_OPTS}.get(driver)
+    if known is not None:
+        for key in opts:
+            if key in known or (driver == "docker-container" and key.startswith("env.")):
+                continue
+            close = difflib.get_close_matches(key, known, n=1)
+            extra = f"; did you mean '{close[0]}'?" if close else ""
+            raise FieldError(
+                ("driver_opts", key),
+                f"unknown {driver} driver option '{key}'{extra} (valid: {', '.join(known)}"
+                + (", env.NAME)" if driver == "docker-container" else ")"),
+            )
+    for key in TLS_FILE_OPTS:
+        value = opts.get(key)
+        if driver == "remote" and value is not None and _inline_material(value):
+            raise FieldError(
+                ("driver_opts", key),
+                f"{key} holds the TLS material itself (not shown here): write the path of a "
+                "file that holds it; builds.yaml names files, never certificates or keys",
+            )
+    if driver != "remote":
+        return
+    if endpoint is None:
+        raise FieldError(
+            ("endpoint",), "a remote builder needs its BuildKit address, e.g. tcp://buildkitd:1234"
+        )
+    if not endpoint.startswith(REMOTE_SCHEMES):
+        raise FieldError(
+            ("endpoint",),
+            f"a remote builder's endpoint is tcp://HOST:PORT or unix:///PATH, not '{endpoint}'",
+        )
+    tls = [k for k in ("cacert", "cert", "key", "servername") if k in opts]
+    if tls and not endpoint.startswith("tcp://"):
+        raise FieldError(("driver_opts", tls[0]), "TLS options need a tcp:// endpoint")
+    if ("cert" in opts) != ("key" in opts):
+        have, lacks = ("cert", "key") if "cert" in opts else ("key", "cert")
+        raise FieldError(
+            ("driver_opts", have), f"{have} needs {lacks} too (the client's certificate pair)"
+        )
+    if tls and "cacert" not in opts:
+        raise FieldError(
+            ("driver_opts", tls[0]),
+            f"{tls[0]} needs cacert too: the CA that signed the BuildKit server's certificate",
+        )
+
+
+def _inline_material(value: str) -> bool:
+    # a value that looks like a token but is no file is caught by the file check
+    return "-----BEGIN" in value or "\n" in value
 
 
 class BuildsConfig(BaseModel):
@@ -693,9 +962,39 @@ class BuildsConfig(BaseModel):
         default_factory=CIConfig,
         description="The CI workflows mab ci generate writes (runners, install, triggers).",
     )
+    signing: SigningConfig | None = Field(
+        None, description="Sign every target's index and platform images (cosign) before tags."
+    )
+    attestations: AttestationsConfig | None = Field(
+        None, description="BuildKit provenance and SBOM attestations of every target."
+    )
+    scan: ScanConfig | None = Field(
+        None, description="Scan every platform image of every target before any tag is written."
+    )
     targets: dict[TargetName, TargetConfig] = Field(
         min_length=1, description="The images to build, by name."
     )
+
+    @model_validator(mode="after")
+    def _provenance_args(self) -> BuildsConfig:
+        """Max provenance records every build arg in the published attestation: an arg
+        named like a secret (the names lint rule MAB005 flags) is refused there unless the
+        user lists it in safe_args."""
+        for name, target in self.targets.items():
+            wanted = target.attestations or self.attestations
+            if wanted is None or wanted.provenance != "max":
+                continue
+            for arg in target.args:
+                if SECRET_NAME_RE.search(arg) and arg not in wanted.safe_args:
+                    raise FieldError(
+                        ("targets", name, "args", arg),
+                        f"build arg '{arg}' is named like a secret and provenance: max records "
+                        "every build arg in the published attestation, readable by anyone who "
+                        "can pull the image; pass it as a build secret (secrets:), use "
+                        f"provenance: min, or, if its value is not secret, list it in "
+                        f"attestations: {{safe_args: [{arg}]}}",
+                    )
+        return self
 
     @model_validator(mode="after")
     def _builders(self) -> BuildsConfig:
@@ -748,7 +1047,11 @@ def load_project(path: Path) -> Project:
     except ValidationError as exc:
         raise ConfigError([_issue(path, lines, err) for err in exc.errors()]) from None
     project = Project(path=path, config=config, lines=lines)
-    issues = [*_check_files(project), *_check_secret_files(project)]
+    issues = [
+        *_check_files(project),
+        *_check_secret_files(project),
+        *_check_builder_files(project),
+    ]
     if issues:
         raise ConfigError(issues)
     return replace(project, warnings=(*_context_warnings(project), *_arg_warnings(project)))
@@ -942,6 +1245,46 @@ def _check_secret_files(project: Project) -> list[ConfigIssue]:
     return issues
 
 
+def builder_files(builder: BuilderConfig) -> list[tuple[Loc, str]]:
+    """The files a builder names (its buildkitd config, a remote's TLS files), by where
+    they are written in the builder (relative to it) and as written."""
+    files: list[tuple[Loc, str]] = []
+    if builder.config is not None:
+        files.append((("config",), builder.config))
+    if builder.driver == "remote":
+        opts = builder.driver_opts
+        files += [(("driver_opts", k), opts[k]) for k in TLS_FILE_OPTS if k in opts]
+    return files
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, say
+        return False
+
+
+def _check_builder_files(project: Project) -> list[ConfigIssue]:
+    """Every file a builder names exists; a missing one that looks like a key or token is
+    most likely the material itself pasted in: said without repeating it."""
+    issues: list[ConfigIssue] = []
+    for i, builder in enumerate(project.config.builders):
+        for rel, value in builder_files(builder):
+            if _is_file(project.base_dir / value):
+                continue
+            loc: Loc = ("builders", i, *rel)
+            if looks_like_token(value):
+                message = (
+                    "looks like a key or certificate, not a path (not shown here): write the "
+                    "path of a file that holds it"
+                )
+            else:
+                found = (project.base_dir / value).absolute()
+                message = f"file not found: {value} (looked for {found})"
+            issues.append(ConfigIssue(project.path, project.locate(loc), _dotted(loc), message))
+    return issues
+
+
 def _exists(path: Path) -> bool:
     try:
         return path.exists()
@@ -955,7 +1298,7 @@ def _context_warnings(project: Project) -> list[ConfigIssue]:
     root = project.base_dir.resolve()
     warnings: list[ConfigIssue] = []
     for name, target in project.config.targets.items():
-        resolved = (project.base_dir / target.context).resolve()
+        resolved = _resolved(project.base_dir / target.context)
         if resolved.is_relative_to(root):
             continue
         if Path(target.context).is_absolute():
@@ -1002,3 +1345,9 @@ def _arg_warnings(project: Project) -> list[ConfigIssue]:
 
 def json_schema() -> dict[str, Any]:
     return BuildsConfig.model_json_schema()
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: Path) -> Path:
+    """``path.resolve()`` once per path: many targets share a context folder."""
+    return path.resolve()

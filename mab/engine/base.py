@@ -43,6 +43,11 @@ class BuildRequest:
     # *load_names* (REGISTRY/TARGET:TAG) instead of pushing it by digest
     load: bool = False
     load_names: tuple[str, ...] = ()
+    # BuildKit attestations: provenance None (buildx's default), "false", "min" or "max";
+    # an SBOM, made by *sbom_generator* (None: BuildKit's default generator image)
+    provenance: str | None = None
+    sbom: bool = False
+    sbom_generator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class Engine(Protocol):
         endpoint: str | None,
         driver_opts: Mapping[str, str],
         platforms: list[str],
+        *,
+        config: Path | None = None,
     ) -> None: ...
 
     # --- build ---
@@ -137,6 +144,7 @@ class Engine(Protocol):
         platform: str | None = None,
         *,
         capture: bool = True,
+        quiet: bool = False,  # no pull progress in the output (the publish gates' smoke tests)
     ) -> RunResult: ...
 
 

@@ -62,14 +62,17 @@ def _create_argv(
     endpoint: str | None,
     driver_opts: Mapping[str, str],
     platforms: list[str],
+    *,
+    config: Path | None = None,
 ) -> list[str]:
-    """The docker CLI command ``create_builder`` amounts to, for the echo."""
+    """The docker CLI command ``create_builder`` runs (the docker driver's: amounts to)."""
     if driver == "docker":
         host = endpoint or "unix:///var/run/docker.sock"
         return ["docker", "context", "create", name, "--docker", f"host={host}"]
     argv = ["docker", "buildx", "create", "--name", name, "--driver", driver]
     argv += [f"--driver-opt={k}={v}" for k, v in driver_opts.items()]
     argv += [f"--platform={p}" for p in platforms]
+    argv += [f"--buildkitd-config={config}"] if config is not None else []
     return argv + ([endpoint] if endpoint else [])
 
 
@@ -95,7 +98,36 @@ def _build_argv(request: BuildRequest, output: Mapping[str, str], metadata: Path
     if request.cache_to:
         argv.append("--cache-to=" + _csv(request.cache_to))
     argv += [f"--tag={name}" for name in request.load_names]
+    argv += _attestation_argv(request)
     argv += ["--output=" + _csv(output), f"--metadata-file={metadata}", str(request.context)]
+    return argv
+
+
+def _attestations(request: BuildRequest) -> dict[str, Any]:
+    """python-on-whales' ``buildx.build`` keywords for the request's attestations:
+    provenance (``--provenance=false|mode=MODE``) and an SBOM (``--attest
+    type=sbom,generator=IMAGE``, or ``--sbom=true`` for BuildKit's default generator).
+    None for ``--load``: the docker exporter stores no attestations."""
+    if request.load:
+        return {}
+    out: dict[str, Any] = {}
+    if request.provenance == "false":
+        out["provenance"] = False
+    elif request.provenance is not None:
+        out["provenance"] = {"mode": request.provenance}
+    if request.sbom and request.sbom_generator:
+        out["attest"] = {"type": "sbom", "generator": request.sbom_generator}
+    elif request.sbom:
+        out["sbom"] = True
+    return out
+
+
+def _attestation_argv(request: BuildRequest) -> list[str]:
+    """The flags ``_attestations`` amounts to, for the echo."""
+    argv = []
+    for key, value in _attestations(request).items():
+        text = _csv(value) if isinstance(value, dict) else str(value).lower()
+        argv.append(f"--{key}={text}")
     return argv
 
 
@@ -219,22 +251,21 @@ class DockerEngine:
         endpoint: str | None,
         driver_opts: Mapping[str, str],
         platforms: list[str],
+        *,
+        config: Path | None = None,
     ) -> None:
         """Create a builder: a docker context for the docker driver (buildx names docker
-        driver builders after contexts), else ``docker buildx create``."""
+        driver builders after contexts), else ``docker buildx create`` with its driver
+        options (a remote's TLS files by absolute path) and buildkitd config, run as
+        echoed (python-on-whales' ``buildx.create`` knows only the older ``--config``)."""
+        argv = _create_argv(name, driver, endpoint, driver_opts, platforms, config=config)
         with self._translate(f"cannot create builder '{name}'", EngineError):
-            proc.echo(_create_argv(name, driver, endpoint, driver_opts, platforms))
+            proc.echo(argv)
             if driver == "docker":
                 host = endpoint or "unix:///var/run/docker.sock"
                 self._docker.context.create(name, docker={"host": host})
             else:
-                self._docker.buildx.create(
-                    endpoint,
-                    name=name,
-                    driver=driver,
-                    driver_options=dict(driver_opts),
-                    platforms=platforms,
-                )
+                _run([*self._docker.docker_cmd, *argv[1:]])
 
     def builder(self, name: str | None) -> BuilderInfo:
         try:
@@ -246,8 +277,27 @@ class DockerEngine:
                 hint="install buildx into ~/.docker/cli-plugins (scripts/engine-up does it "
                 "here); mab doctor checks the whole set-up",
             ) from exc
+        # Asked first without --bootstrap: a running builder answers at once, and a remote
+        # one whose BuildKit is down says "inactive" in 0.2 s, where bootstrapping it would
+        # wait 20 s for the connection before failing. Others (a docker-container builder
+        # not started yet) are bootstrapped.
+        shown = name or "current"
+        proc.echo(["docker", "buildx", "inspect", *([name] if name else [])])
+        with self._translate(f"cannot use buildx builder '{shown}'"):
+            builder = self._docker.buildx.inspect(name)
+        info = _builder_info(builder)
+        if info.status == "running":
+            return info
+        if info.driver == "remote":
+            where = ", ".join(str(n.endpoint) for n in builder.nodes or []) or "its endpoint"
+            raise EngineError(
+                f"builder '{info.name}' (remote driver) does not answer at {where}: its "
+                f"BuildKit is down or unreachable ({info.status})",
+                hint="start that BuildKit (or check the network and TLS files to it), then "
+                f"run again; `docker buildx inspect --bootstrap {info.name}` says why",
+            )
         proc.echo(["docker", "buildx", "inspect", "--bootstrap", *([name] if name else [])])
-        with self._translate(f"cannot use buildx builder '{name or 'current'}'"):
+        with self._translate(f"cannot use buildx builder '{shown}'"):
             builder = self._docker.buildx.inspect(name, bootstrap=True)
         return _builder_info(builder)
 
@@ -308,6 +358,7 @@ class DockerEngine:
                     secrets=list(request.secrets),
                     progress="plain",
                     stream_logs=True,
+                    **_attestations(request),
                 )  # type: ignore[assignment]
                 for line in stream:
                     text = line.rstrip()
@@ -323,9 +374,15 @@ class DockerEngine:
                         "(sudo scripts/engine-up here, or docker run --privileged --rm "
                         "tonistiigi/binfmt --install all)"
                     )
+                first = _first_error_line(detail)
+                if _LOST.search(first):
+                    builder = request.builder or request.docker_context or "current"
+                    first = (
+                        f"builder '{builder}' was lost: its BuildKit closed the connection "
+                        f"or does not answer ({first.removeprefix('ERROR: ')})"
+                    )
                 raise BuildError(
-                    f"build of {request.platform} failed: {_first_error_line(detail)}",
-                    hint=detail,
+                    f"build of {request.platform} failed: {first}", hint=detail
                 ) from exc
             try:
                 meta: dict[str, Any] = json.loads(metadata.read_text())
@@ -593,12 +650,15 @@ class DockerEngine:
         platform: str | None = None,
         *,
         capture: bool = True,
+        quiet: bool = False,
     ) -> RunResult:
         """``docker run --rm`` *image* with *argv* as its command (the image's own when
         empty), for *platform*. With *capture*, its output is returned; without, the
         container shares this process's stdin, stdout and stderr (a TTY when there is one).
         A non-zero exit is returned, not raised: it is the container's answer."""
         options = ["--rm", *([f"--platform={platform}"] if platform else [])]
+        if quiet:
+            options.append("--quiet")  # no pull progress mixed into the container's output
         if not capture:
             options.append("--interactive")
             if sys.stdin.isatty() and sys.stdout.isatty():
@@ -616,6 +676,14 @@ class DockerEngine:
         except DockerException as exc:
             return RunResult(exc.return_code, exc.stdout or "", exc.stderr or "")
 
+
+# buildx's own gRPC connection to BuildKit failing (a remote node killed or unreachable
+# mid-build, a builder container stopped): not the build's fault, nor a registry's.
+_LOST = re.compile(
+    r"code = Unavailable|error reading from server|transport is closing|"
+    r"failed to receive status|waiting for connection|context deadline exceeded$",
+    re.IGNORECASE,
+)
 
 REGISTRY_IMAGE = "registry:2"
 REGISTRY_MOUNT = "/mab"  # where the registry container sees its state folder

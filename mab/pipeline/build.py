@@ -8,18 +8,22 @@ under its tags and read back. A failing target never stops the others.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mab import proc
 from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest, Engine
 from mab.errors import BuildError, MabError
-from mab.pipeline.preflight import Builders, preflight
-from mab.pipeline.publish import publish
+from mab.pipeline.gates import Gates
+from mab.pipeline.inputs import TargetInputs
+from mab.pipeline.inputs import compute as compute_inputs
+from mab.pipeline.preflight import Builders, Unreachable, preflight
+from mab.pipeline.publish import publish, republish_floating
 from mab.pipeline.results import (
     Interrupted,
     JobStatus,
@@ -30,11 +34,13 @@ from mab.pipeline.results import (
     TargetStatus,
 )
 from mab.pipeline.sizes import over_budget, try_fill_sizes
+from mab.pipeline.skip import Verdict, judge, with_created
 from mab.planning import render
-from mab.planning.cache import cache_options, fill_spec
+from mab.planning.cache import cache_options, fill_spec, should_export
 from mab.planning.plan import Job, Plan, TargetPlan
 from mab.registry.base import RegistryFactory, split_repository
 from mab.scratch import scratch
+from mab.signing import Cosign, SignerFactory
 
 
 def render_dockerfiles(plan: Plan, out_dir: Path) -> dict[str, Path]:
@@ -52,11 +58,22 @@ def render_dockerfiles(plan: Plan, out_dir: Path) -> dict[str, Path]:
 
 
 def _request(
-    plan: Plan, job: Job, builder: BuilderInfo, dockerfile: Path, no_cache: bool
+    plan: Plan,
+    job: Job,
+    builder: BuilderInfo,
+    dockerfile: Path,
+    no_cache: bool,
+    *,
+    export_cache: bool = True,
 ) -> BuildRequest:
     target, platform = job.target, job.platform
     cache_from, cache_to = cache_options(
-        plan.cache, target.repository, target.name, platform, plan.project_file.parent
+        plan.cache,
+        target.repository,
+        target.name,
+        platform,
+        plan.project_file.parent,
+        export=export_cache,
     )
     if plan.cache_override is not None:  # --cache-from/--cache-to, with the same fields
         sources, export = plan.cache_override
@@ -82,6 +99,9 @@ def _request(
         cache_from=tuple(cache_from),
         cache_to=cache_to,
         secrets=tuple(secret.spec() for secret in target.secrets),
+        provenance=target.gates.provenance,
+        sbom=target.gates.sbom,
+        sbom_generator=target.gates.sbom_generator,
     )
 
 
@@ -133,7 +153,10 @@ class _Run:
     registries: RegistryFactory
     force: bool = False
     results: dict[str, TargetResult] = field(default_factory=dict)
+    inputs: Mapping[str, TargetInputs] = field(default_factory=dict)
+    export_cache: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
+    signers: SignerFactory = Cosign  # the publish gates' signer (tests pass a fake)
 
     def build_one(self, job: Job, dockerfile: Path) -> None:
         results = self.results[job.target.name].platforms
@@ -144,9 +167,18 @@ class _Run:
         t0 = self.clock()
         try:
             builder = self.builders[job.route.builder]
+            if isinstance(builder, Unreachable):
+                raise BuildError(f"not built: {builder.message}")
             outcome = build_and_push(
                 self.engine,
-                _request(self.plan, job, builder, dockerfile, self.no_cache),
+                _request(
+                    self.plan,
+                    job,
+                    builder,
+                    dockerfile,
+                    self.no_cache,
+                    export_cache=self.export_cache,
+                ),
                 on_line=lambda line: self.reporter.job_log(job, line),
                 direct=builder.pushes_by_digest,
                 registries=self.registries,
@@ -176,66 +208,171 @@ class _Run:
             record_digests(target, result, self.reporter, self.registries)
         else:
             publish_target(
-                self.engine, target, result, self.reporter, self.registries, force=self.force
+                self.engine,
+                target,
+                result,
+                self.reporter,
+                self.registries,
+                force=self.force,
+                inputs=self.inputs.get(target.name),
+                signers=self.signers,
             )
 
 
 def run_build(
     plan: Plan,
-    engine: Engine,
+    engine: Engine | None,
     reporter: Reporter,
     *,
     registries: RegistryFactory,
+    engine_factory: Callable[[], Engine] | None = None,
     no_cache: bool = False,
     by_digest_only: bool = False,
     force: bool = False,
+    rebuild: bool = False,
     clock: Callable[[], float] = time.monotonic,
+    signers: SignerFactory = Cosign,
 ) -> RunReport:
     """Build and publish every target of *plan*. With *by_digest_only* (a split build's
     per-platform job), push the images by digest and stop: ``run_merge`` publishes.
-    *force*: overwrite an immutable tag that names another index."""
+    *force*: overwrite an immutable tag that names another index.
+
+    A target whose inputs are unchanged since it was published (mab.pipeline.skip) is not
+    built unless *rebuild*; when every target is unchanged no engine is needed at all
+    (*engine* may be None and *engine_factory* is then never called)."""
     started = clock()
-    builders = preflight(plan, engine, reporter)
-    run = _Run(plan, engine, reporter, builders, no_cache, by_digest_only, clock, registries, force)
+    results: dict[str, TargetResult] = {}
     for t in plan.targets:
-        run.results[t.name] = TargetResult(
+        results[t.name] = TargetResult(
             t.name, t.repository, t.tag_names, [PlatformResult(t.name, p) for p in t.platforms]
         )
     with scratch("mab-render-") as tmp:
         dockerfiles = render_dockerfiles(plan, Path(tmp))
-        remaining = {t.name: len(t.platforms) for t in plan.targets}
+        plan, inputs = prepare(plan, dockerfiles, registries, reporter)
+        verdicts = {} if rebuild else judge(plan, inputs, registries)
+        for target in plan.targets:
+            verdict = verdicts.get(target.name)
+            if verdict is not None and verdict.unchanged:
+                _unchanged(
+                    target,
+                    verdict,
+                    results[target.name],
+                    reporter,
+                    registries=registries,
+                    by_digest_only=by_digest_only,
+                )
+        todo = replace(plan, targets=tuple(t for t in plan.targets if not _skipped(verdicts, t)))
         interrupted: KeyboardInterrupt | None = None
-        publishing: list[Future[None]] = []
-        with (
-            ThreadPoolExecutor(plan.concurrency, thread_name_prefix="mab-build") as builds,
-            ThreadPoolExecutor(2, thread_name_prefix="mab-publish") as publishers,
-        ):
-            futures = {
-                builds.submit(run.build_one, job, dockerfiles[job.target.name]): job
-                for job in plan.jobs
-            }
-            try:
-                for future in as_completed(futures):
-                    future.result()
-                    target = futures[future].target
-                    remaining[target.name] -= 1
-                    if remaining[target.name] == 0:
-                        publishing.append(publishers.submit(run.finish, target))
-                for pub in publishing:
-                    pub.result()
-            except KeyboardInterrupt as exc:
-                # stop the builds now (their docker calls), let a publish that has started
-                # finish (the pools wait for it), then say what stands
-                interrupted = exc
-                for f in futures:
-                    f.cancel()
-                proc.terminate_children()
-    report = RunReport("build", plan.registry, list(run.results.values()))
+        if todo.targets:
+            engine = engine if engine is not None else _engine(engine_factory)
+            # a split build's jobs push by digest only: the merge runs the publish gates
+            gates = None if by_digest_only else signers
+            builders = preflight(todo, engine, reporter, signers=gates)
+            run = _Run(
+                todo, engine, reporter, builders, no_cache, by_digest_only, clock, registries, force
+            )
+            run.results = results
+            run.inputs = inputs
+            run.export_cache = should_export(plan.cache, in_ci=_in_ci(), split_job=by_digest_only)
+            run.signers = signers
+            interrupted = _build_all(run, todo, dockerfiles)
+    report = RunReport("build", plan.registry, list(results.values()))
     report.duration = clock() - started
     if interrupted is not None:
-        _mark_cancelled(run.results.values())
+        _mark_cancelled(results.values())
         raise Interrupted(report, getattr(interrupted, "exit_code", 130)) from None
     return report
+
+
+def prepare(
+    plan: Plan, dockerfiles: Mapping[str, Path], registries: RegistryFactory, reporter: Reporter
+) -> tuple[Plan, dict[str, TargetInputs]]:
+    """The input digests of every target, and the plan with each target's ``created``
+    taken from its inputs where the run has no source time (mab.pipeline.skip)."""
+    inputs = compute_inputs(plan, dockerfiles, registries, reporter.notice)
+    return with_created(plan, inputs), inputs
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _engine(factory: Callable[[], Engine] | None) -> Engine:
+    if factory is None:
+        raise MabError("a target must be built but no engine was given")
+    return factory()
+
+
+def _skipped(verdicts: dict[str, Verdict], target: TargetPlan) -> bool:
+    verdict = verdicts.get(target.name)
+    return verdict is not None and verdict.unchanged
+
+
+def _build_all(run: _Run, plan: Plan, dockerfiles: dict[str, Path]) -> KeyboardInterrupt | None:
+    """Every job of *plan*, concurrently; each target published when its last platform
+    is done. Returns the interrupt that stopped it, if one did."""
+    remaining = {t.name: len(t.platforms) for t in plan.targets}
+    publishing: list[Future[None]] = []
+    with (
+        ThreadPoolExecutor(plan.concurrency, thread_name_prefix="mab-build") as builds,
+        ThreadPoolExecutor(2, thread_name_prefix="mab-publish") as publishers,
+    ):
+        futures = {
+            builds.submit(run.build_one, job, dockerfiles[job.target.name]): job
+            for job in plan.jobs
+        }
+        try:
+            for future in as_completed(futures):
+                future.result()
+                target = futures[future].target
+                remaining[target.name] -= 1
+                if remaining[target.name] == 0:
+                    publishing.append(publishers.submit(run.finish, target))
+            for pub in publishing:
+                pub.result()
+        except KeyboardInterrupt as exc:
+            # stop the builds now (their docker calls), let a publish that has started
+            # finish (the pools wait for it), then say what stands
+            for f in futures:
+                f.cancel()
+            proc.terminate_children()
+            return exc
+    return None
+
+
+def _unchanged(
+    target: TargetPlan,
+    verdict: Verdict,
+    result: TargetResult,
+    reporter: Reporter,
+    *,
+    registries: RegistryFactory,
+    by_digest_only: bool,
+) -> None:
+    """A target whose published index has this run's inputs: its images are the ones in
+    the registry (a split build's job records their digests); its floating tags still
+    follow their rules."""
+    index = verdict.index
+    assert index is not None
+    images = {d.platform: d for d in index.images}
+    for r in result.platforms:
+        r.status = JobStatus.UNCHANGED
+        image = images.get(r.platform)
+        r.pushed_digest = r.image_digest = image.digest if image else None
+    result.index_digest = index.digest
+    result.status = TargetStatus.UNCHANGED
+    result.error = f"unchanged: {verdict.why}"
+    if not by_digest_only and not target.partial:
+        try:
+            published = republish_floating(target, index, registries, reporter)
+        except MabError as exc:
+            result.status = TargetStatus.FAILED
+            result.error = exc.message
+            reporter.target_finished(result)
+            return
+        result.tags = tuple(t.name for t in target.immutable_tags) + tuple(published.written)
+        result.held = dict(published.held)
+    reporter.target_finished(result)
 
 
 def _mark_cancelled(results: Iterable[TargetResult]) -> None:
@@ -253,8 +390,11 @@ def publish_target(
     registries: RegistryFactory,
     *,
     force: bool = False,
+    inputs: TargetInputs | None = None,
+    signers: SignerFactory = Cosign,
 ) -> None:
-    """Write the index of *target* under its tags, if and only if every platform built."""
+    """Write the index of *target* under its tags, if and only if every platform built
+    and passed the publish gates (mab.pipeline.gates: *signers* sign and verify)."""
     failed = [r for r in result.platforms if r.status is not JobStatus.BUILT]
     if failed:
         result.status = TargetStatus.FAILED
@@ -277,7 +417,11 @@ def publish_target(
         reporter.target_finished(result)
         return
     images = [(r.platform, str(r.pushed_digest)) for r in result.platforms]
+    gates = Gates(
+        engine, target, result, lambda m: reporter.notice(f"[{target.name}] {m}"), signers
+    )
     try:
+        gates.before_index(registries, reporter.warning)  # smoke tests, scans
         published = publish(
             engine,
             target,
@@ -286,6 +430,8 @@ def publish_target(
             on_step=lambda message: reporter.notice(f"[{target.name}] {message}"),
             registries=registries,
             force=force,
+            inputs=inputs,
+            gates=gates,
         )
     except MabError as exc:
         result.status = TargetStatus.FAILED

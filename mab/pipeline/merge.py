@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from mab.engine.base import Engine
-from mab.pipeline.build import publish_target
+from mab.pipeline.build import prepare, publish_target, render_dockerfiles
 from mab.pipeline.digests import DigestRecord
 from mab.pipeline.results import (
     JobStatus,
@@ -20,6 +21,7 @@ from mab.pipeline.results import (
 from mab.planning.plan import Plan
 from mab.platforms import Platform
 from mab.registry.base import RegistryFactory
+from mab.scratch import scratch
 
 
 def run_merge(
@@ -37,6 +39,8 @@ def run_merge(
     there, its index is written by digest, immutable tags, verify, then floating tags."""
     started = clock()
     report = RunReport(command="merge", registry=plan.registry)
+    with scratch("mab-render-") as tmp:  # the same inputs the jobs recorded, for the index
+        plan, inputs = prepare(plan, render_dockerfiles(plan, Path(tmp)), registries, reporter)
     by_target: dict[str, dict[Platform, DigestRecord]] = {}
     for record in records:
         by_target.setdefault(record.target, {})[record.platform] = record
@@ -68,6 +72,8 @@ def run_merge(
             reporter.target_finished(result)
             continue
         full = replace(target, platforms=target.declared_platforms)
-        publish_target(engine, full, result, reporter, registries, force=force)
+        publish_target(
+            engine, full, result, reporter, registries, force=force, inputs=inputs.get(target.name)
+        )
     report.duration = clock() - started
     return report

@@ -5,29 +5,62 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from mab.engine.base import BuilderInfo, Engine
 from mab.errors import BuildError, EngineError
 from mab.pipeline import emulation
+from mab.pipeline.gates import check_gate_tools
 from mab.pipeline.results import Reporter
 from mab.planning.plan import Plan
 from mab.platforms import Platform
 from mab.registry import server
+from mab.signing import Cosign, SignerFactory
 
-Builders = dict[str | None, BuilderInfo]
+
+@dataclass(frozen=True)
+class Unreachable:
+    """A builder the plan routes platforms to that did not answer (a remote BuildKit that
+    is down): only its platforms fail, with *message*; the other builders' are built."""
+
+    name: str
+    message: str
 
 
-def preflight(plan: Plan, engine: Engine, reporter: Reporter) -> Builders:
-    """Check the engine, every builder the plan routes to, and the registry, before any
+Builders = dict[str | None, BuilderInfo | Unreachable]
+
+
+def preflight(
+    plan: Plan, engine: Engine, reporter: Reporter, *, signers: SignerFactory | None = Cosign
+) -> Builders:
+    """Check the engine, every builder the plan routes to, the registry and (unless
+    *signers* is None: nothing is published) the publish gates' tools and keys, before any
     work starts. Returns what each builder reported, by the name the plan uses."""
     check_secrets(plan, os.environ)
+    for tool in check_gate_tools(plan, os.environ, signers) if signers is not None else ():
+        reporter.notice(f"publish gates: {tool}")
     engine.server_version()
     wanted: dict[str | None, set[str]] = {}
     for job in plan.jobs:
         wanted.setdefault(job.route.builder, set()).add(str(job.platform))
     builders: Builders = {}
+    down: list[EngineError] = []
     for name, platforms in wanted.items():
-        builders[name] = _check_builder(engine, engine.builder(name), platforms, reporter)
+        try:
+            info = engine.builder(name)
+        except EngineError as exc:
+            if len(wanted) == 1:
+                raise
+            down.append(exc)
+            builders[name] = Unreachable(str(name), exc.message)
+            reporter.warning(
+                f"{exc.message}; its platforms ({', '.join(sorted(platforms))}) fail, the "
+                "other builders' are built"
+            )
+            continue
+        builders[name] = _check_builder(engine, info, platforms, reporter)
+    if len(down) == len(wanted):  # nothing could be built: say so once, as for one builder
+        raise down[0]
     for _, route in plan.routes:
         if route.note:
             reporter.warning(route.note)

@@ -29,6 +29,7 @@ class JobStatus(StrEnum):
     BUILT = "built"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    UNCHANGED = "unchanged"  # its inputs match the published image: not built
 
 
 class TargetStatus(StrEnum):
@@ -36,6 +37,20 @@ class TargetStatus(StrEnum):
     UNTAGGED = "built, not tagged"
     FAILED = "failed"
     VERIFIED = "verified"
+    UNCHANGED = "unchanged"  # published before with the same inputs: nothing built or pushed
+
+
+@dataclass
+class GateOutcome:
+    """One publish gate's result (test, scan, sign, signature, attestations) for one
+    platform image or for the index, with the first lines of what the gate said."""
+
+    gate: str
+    ok: bool
+    output: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, "ok": self.ok, "output": list(self.output)}
 
 
 @dataclass
@@ -53,6 +68,7 @@ class PlatformResult:
     steps: int | None = None
     builder: str | None = None
     build_ref: str | None = None  # BUILDER/NODE/ID in `docker buildx history`
+    gates: list[GateOutcome] = field(default_factory=list)  # in the order they ran
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +84,7 @@ class PlatformResult:
             "layers": self.layers,
             "duration_s": None if self.duration is None else round(self.duration, 2),
             "error": self.error,
+            "gates": [g.to_dict() for g in self.gates],
         }
 
 
@@ -81,10 +98,16 @@ class TargetResult:
     index_digest: str | None = None
     error: str | None = None
     held: dict[str, str] = field(default_factory=dict)  # floating tag -> why not moved
+    gates: list[GateOutcome] = field(default_factory=list)  # the index's (sign, signature)
 
     @property
     def ok(self) -> bool:
-        return self.status in (TargetStatus.PUBLISHED, TargetStatus.VERIFIED, TargetStatus.UNTAGGED)
+        return self.status in (
+            TargetStatus.PUBLISHED,
+            TargetStatus.VERIFIED,
+            TargetStatus.UNTAGGED,
+            TargetStatus.UNCHANGED,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +119,7 @@ class TargetResult:
             "not_moved": dict(self.held),
             "error": self.error,
             "platforms": [p.to_dict() for p in self.platforms],
+            "gates": [g.to_dict() for g in self.gates],
         }
 
 

@@ -27,10 +27,33 @@ def fill_spec(spec: CacheSpec, repository: str, target: str, platform: Platform)
     return {k: _fill(v, repository, target, platform) for k, v in spec.items()}
 
 
+def should_export(cache: CacheConfig, *, in_ci: bool, split_job: bool) -> bool:
+    """Whether a run writes the cache: ``export: auto`` writes it only where BuildKit
+    starts empty (CI, a split build's job); measured locally, a registry export of every
+    intermediate layer cost a cold run more than it saved (docs/benchmarks.md)."""
+    if cache.export == "auto":
+        return in_ci or split_job
+    return cache.export == "always"
+
+
 def cache_options(
+    cache: CacheConfig,
+    repository: str,
+    target: str,
+    platform: Platform,
+    project_dir: Path,
+    *,
+    export: bool = True,
+) -> tuple[list[CacheSpec], CacheSpec | None]:
+    """(--cache-from entries, --cache-to entry) for one platform image of one target;
+    without *export*, no --cache-to."""
+    sources, sink = _options(cache, repository, target, platform, project_dir)
+    return sources, sink if export else None
+
+
+def _options(
     cache: CacheConfig, repository: str, target: str, platform: Platform, project_dir: Path
 ) -> tuple[list[CacheSpec], CacheSpec | None]:
-    """(--cache-from entries, --cache-to entry) for one platform image of one target."""
     if cache.type == "none":
         return [], None
     if cache.type == "inline":

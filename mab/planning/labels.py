@@ -1,9 +1,11 @@
 """OCI labels for images and annotations for their index (pure).
 
-``org.opencontainers.image.created`` is the source's time, not the wall clock: the
+``org.opencontainers.image.created`` is the source's time, never the wall clock: the
 ``SOURCE_DATE_EPOCH`` convention of reproducible builds (the env var, else the commit
-time, else the run's clock). A rebuild of the same commit then yields the same image
-digests, so a rerun after a failure finds its images already in the registry.
+time). Without either (a plain folder, no git), planning leaves it out and the build
+stage fills it from the inputs: the newest modification time among the files the build
+reads (mab.pipeline.inputs). A rebuild of the same inputs then yields the same image
+digests, git or not, so an unchanged rerun publishes nothing new.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ from mab.planning.tags import TagContext
 OCI = "org.opencontainers.image."
 
 
-def created(context: TagContext) -> datetime:
+def created(context: TagContext) -> datetime | None:
+    """The source's time, or None when the run has none (filled in from the inputs)."""
     if context.source_date_epoch is not None:
         return datetime.fromtimestamp(context.source_date_epoch, tz=UTC)
-    return context.now
+    return None
+
+
+def stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def oci_annotations(target: str, context: TagContext, version: str | None) -> dict[str, str]:
@@ -30,7 +37,7 @@ def oci_annotations(target: str, context: TagContext, version: str | None) -> di
     git = context.git
     values = {
         "title": target,
-        "created": created(context).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": stamp(when) if (when := created(context)) else None,
         "revision": git.sha if git else None,
         "source": public_url(git.source_url) if git and git.source_url else None,
         "version": version,

@@ -7,6 +7,7 @@ Pure functions over frozen types; no engine, no file writes. The plan is what
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from mab.config.models import (
 from mab.config.yamlsource import Loc
 from mab.errors import ConfigError, ConfigIssue, UsageError
 from mab.planning import labels, templates
+from mab.planning.supply import GatePlan, gates_for
 from mab.planning.tags import (
     PlannedTag,
     TagContext,
@@ -87,6 +89,8 @@ class TargetPlan:
     secrets: tuple[SecretSource, ...] = ()
     # what the run should say about its tags (a rule that made none, a tag cut short)
     tag_notes: tuple[str, ...] = ()
+    # signing, attestations, scan and smoke test: what stands between its images and its tags
+    gates: GatePlan = field(default_factory=GatePlan)
 
     @property
     def tag_names(self) -> tuple[str, ...]:
@@ -235,6 +239,7 @@ class Plan:
                     "annotations": dict(t.annotations),
                     "secrets": {sec.id: sec.as_json() for sec in t.secrets},
                     "version": t.version,
+                    "gates": t.gates.as_json(),
                 }
                 for t in self.targets
             ],
@@ -265,7 +270,7 @@ def make_plan(
         target = cfg.targets[name]
         version = _version(target, cfg, context)
         made = _tags(project, name, context)
-        context_dir = (base / target.context).resolve()
+        context_dir = resolved(base / target.context)
         if target.template is not None:
             found = templates.find_template(
                 target.template, base, allow_external=cfg.allow_external_templates
@@ -305,6 +310,7 @@ def make_plan(
                     for sid, sec in sorted(target.secrets.items())
                 ),
                 stage=target.stage,
+                gates=gates_for(cfg, name, base),
             )
         )
     return Plan(
@@ -407,6 +413,13 @@ def _unique(items: Any) -> tuple[Platform, ...]:
 
 def _relative(path: Path, base: Path) -> str:
     try:
-        return str(path.resolve().relative_to(base.resolve()))
+        return str(resolved(path).relative_to(resolved(base)))
     except ValueError:
         return str(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, once per path per run: thousands of targets share a handful of
+    context folders, and each resolve is a chain of system calls."""
+    return path.resolve()

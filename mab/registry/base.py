@@ -37,12 +37,20 @@ class Registry(Protocol):
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str: ...
     def list_tags(self, repo: str) -> list[str]: ...
     def push_layout(self, layout: Path, repo: str) -> Pushed: ...
+    def get_blob(self, repo: str, digest: str) -> bytes: ...  # a small one (a config)
 
 
 class RegistryFactory(Protocol):
-    """Opens a ``Registry`` for a host; *on_retry* hears about each retried request."""
+    """Opens a ``Registry`` for a host; *on_retry* hears about each retried request;
+    *attempts* caps the tries per request (a quick look-up that may fail: base images)."""
 
-    def __call__(self, host: str, *, on_retry: Callable[[str], None] | None = None) -> Registry: ...
+    def __call__(
+        self,
+        host: str,
+        *,
+        on_retry: Callable[[str], None] | None = None,
+        attempts: int | None = None,
+    ) -> Registry: ...
 
 
 def split_repository(repository: str) -> tuple[str, str]:

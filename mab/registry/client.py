@@ -154,9 +154,11 @@ class RegistryClient:
         on_retry: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         credential: credentials.Credential | None = None,
+        attempts: int | None = None,
     ) -> None:
         """*credential*: use it instead of what docker stored for *host* (``mab login``
-        checks a password with it before docker stores it)."""
+        checks a password with it before docker stores it); *attempts*: at most this many
+        tries per request, within 10 s (a look-up allowed to fail fast)."""
         self.host = host
         ca_file = ca_file_for(host)
         scheme = "http" if is_plain_http(host) and ca_file is None else "https"
@@ -172,6 +174,8 @@ class RegistryClient:
         self._basic = credential.basic if credential and not credential.identity_token else None
         self._tokens: dict[str, str] = {}
         self._retry = retry or RetryPolicy.from_env()
+        if attempts is not None:
+            self._retry = RetryPolicy(attempts=attempts, max_seconds=10.0)
         self._on_retry = on_retry or (lambda message: None)
         self._sleep = sleep
 

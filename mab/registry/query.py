@@ -16,7 +16,7 @@ from typing import Any
 
 from mab.config.defaults import default_registry
 from mab.errors import RegistryError, UsageError
-from mab.oci import CREATED, REF_DIGEST, Descriptor, Manifest, platform_string
+from mab.oci import CREATED, REF_DIGEST, Descriptor, Manifest, cosign_subject, platform_string
 from mab.registry.client import RegistryClient
 
 
@@ -160,6 +160,8 @@ class ImageDetails:
     annotations: dict[str, str]
     images: list[ImageEntry]
     attestations: list[ImageEntry]
+    # cosign's signature/attestation tags (sha256-<hex>.sig ...) by the digest they are about
+    signatures: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -201,11 +203,23 @@ def _entry(registry: RegistryClient, repo: str, descriptor: Descriptor) -> Image
     )
 
 
+def signatures_of(registry: RegistryClient, repo: str, digests: list[str]) -> dict[str, list[str]]:
+    """cosign's tags in *repo* about *digests* (the index and its images), by digest."""
+    wanted = set(digests)
+    found: dict[str, list[str]] = {}
+    for tag in sorted(registry.list_tags(repo)):
+        subject = cosign_subject(tag)
+        if subject is not None and subject[0] in wanted:
+            found.setdefault(subject[0], []).append(tag)
+    return found
+
+
 def inspect(registry: RegistryClient, ref: Ref) -> ImageDetails:
     top = registry.get_manifest(ref.repo, ref.reference)
     annotations = top.annotations
     if top.is_index:
         entries = [_entry(registry, ref.repo, d) for d in top.manifests]
+        signed = [top.digest, *(d.digest for d in top.manifests)]
         return ImageDetails(
             ref=str(ref),
             digest=top.digest,
@@ -216,6 +230,7 @@ def inspect(registry: RegistryClient, ref: Ref) -> ImageDetails:
             attestations=[
                 e for e in entries if e.attestation_for is not None or e.platform is None
             ],
+            signatures=signatures_of(registry, ref.repo, signed),
         )
     single = _entry(registry, ref.repo, top.descriptor())
     return ImageDetails(
@@ -226,6 +241,7 @@ def inspect(registry: RegistryClient, ref: Ref) -> ImageDetails:
         annotations=annotations,
         images=[single],
         attestations=[],
+        signatures=signatures_of(registry, ref.repo, [top.digest]),
     )
 
 

@@ -17,6 +17,9 @@ tag that shares its digest with a kept tag stays, and so does a manifest that a 
 index references. Deleting an index also deletes the platform manifests (and attestation
 manifests) under it that no kept tag or kept index references, so garbage collection can
 free their layers; indexes are deleted before their children.
+
+cosign's signature, attestation and SBOM tags (``sha256-<hex>.sig``) follow the image they
+are about instead of the rules: deleted with it, kept otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 from mab.config.models import DEFAULT_KEEP_TAGS, Retention
 from mab.errors import MabError
+from mab.oci import cosign_subject
 from mab.registry.client import RegistryClient
 from mab.registry.query import created_of, list_tags
 
@@ -143,6 +147,8 @@ def decide(
 ) -> CleanupPlan:
     """Which tags go, and which manifests to delete for them (see the module docstring)."""
     plan = CleanupPlan(repository, policy, now)
+    signatures = [t for t in tags if cosign_subject(t.tag) is not None]
+    tags = [t for t in tags if cosign_subject(t.tag) is None]
     versions: dict[str, datetime.datetime] = {}
     for t in tags:
         if t.created is not None:
@@ -211,7 +217,25 @@ def decide(
             if child not in keep_refs and child not in indexes and child not in children:
                 children.append(child)
     plan.delete_manifests = indexes + children
+    _follow_images(plan, signatures, keep_refs)
     return plan
+
+
+def _follow_images(plan: CleanupPlan, signatures: Sequence[TagState], kept: set[str]) -> None:
+    """A signature (attestation, SBOM) tag goes with the image it is about, else stays."""
+    doomed = set(plan.delete_manifests)
+    for t in sorted(signatures, key=lambda t: t.tag):
+        subject, kind = cosign_subject(t.tag) or ("", "")
+        what = {"sig": "signature", "att": "attestations", "sbom": "SBOM"}[kind]
+        if subject in doomed:
+            reason = f"{what} of deleted image {subject[:19]}"
+            plan.decisions.append(Decision(t.tag, t.digest, t.created, False, reason))
+            if t.digest not in plan.delete_manifests:
+                plan.delete_manifests.append(t.digest)
+            continue
+        state = "kept" if subject in kept else "untouched"
+        reason = f"{what} of {state} image {subject[:19]}"
+        plan.decisions.append(Decision(t.tag, t.digest, t.created, True, reason))
 
 
 def _why_delete(policy: Policy) -> str:

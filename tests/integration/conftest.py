@@ -128,8 +128,34 @@ def namespace() -> str:
     return f"{REGISTRY}/t{uuid.uuid4().hex[:10]}"
 
 
+@dataclass
+class DemoRun(MabRun):
+    """``mab build`` of the repository's builds.yaml, in a registry path of its own."""
+
+    file: Path = REPO / "builds.yaml"
+    registry: str = ""
+
+
+def demo_copy(folder: Path, registry: str) -> Path:
+    """The repository's builds.yaml and examples/ in *folder*, pushing to *registry*: a
+    fresh path, so what the tests check was built by this session (an earlier run on the
+    same machine left mab-demo's immutable tags, which a build never overwrites)."""
+    shutil.copytree(REPO / "examples", folder / "examples")
+    text = (REPO / "builds.yaml").read_text()
+    lines = [
+        f"registry: {registry}" if ln.startswith("registry:") else ln for ln in text.splitlines()
+    ]
+    path = folder / "builds.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MabRun]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
     """``mab build`` on the repository's own builds.yaml, once per session."""
-    report = tmp_path_factory.mktemp("demo") / "report.json"
-    yield run_mab("build", report=report)
+    folder = tmp_path_factory.mktemp("demo")
+    registry = f"{REGISTRY}/demo{uuid.uuid4().hex[:8]}"
+    path = demo_copy(folder, registry)
+    report = folder / "report.json"
+    run = run_mab("build", "-f", str(path), cwd=folder, report=report)
+    yield DemoRun(run.code, run.stdout, run.stderr, run.report, path, registry)

@@ -10,7 +10,7 @@ import tarfile
 import pytest
 import yaml
 
-from .conftest import REPO, MabRun, crane, crane_json, platforms_of, run_mab
+from .conftest import REPO, DemoRun, crane, crane_json, platforms_of, run_mab
 
 pytestmark = pytest.mark.engine
 
@@ -19,7 +19,7 @@ ELF_MACHINE = {"linux/amd64": 0x3E, "linux/arm64": 0xB7, "linux/arm/v7": 0x28}
 UNAME = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "armv7l"}
 
 
-def test_demo_builds_and_every_tag_is_one_index_with_the_declared_platforms(demo: MabRun) -> None:
+def test_demo_builds_and_every_tag_is_one_index_with_the_declared_platforms(demo: DemoRun) -> None:
     assert demo.code == 0, demo.output
     assert demo.report is not None and demo.report["ok"]
     targets = {t["name"]: t for t in demo.report["targets"]}
@@ -28,7 +28,7 @@ def test_demo_builds_and_every_tag_is_one_index_with_the_declared_platforms(demo
         result = targets[name]
         assert result["status"] == "published"
         declared = sorted(spec.get("platforms", DEMO["platforms"]))
-        repo = f"{DEMO['registry']}/{name}"
+        repo = f"{demo.registry}/{name}"
         digests = set()
         for tag in spec["tags"]:
             ref = f"{repo}:{tag}"
@@ -47,9 +47,9 @@ def test_demo_builds_and_every_tag_is_one_index_with_the_declared_platforms(demo
 
 
 @pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64", "linux/arm/v7"])
-def test_runtime_image_runs_as_its_architecture(demo: MabRun, platform: str) -> None:
+def test_runtime_image_runs_as_its_architecture(demo: DemoRun, platform: str) -> None:
     assert demo.code == 0, demo.output
-    ref = f"{DEMO['registry']}/hello:1.0.0"
+    ref = f"{demo.registry}/hello:1.0.0"
     out = subprocess.run(
         ["docker", "run", "--rm", "--pull", "always", "--platform", platform, ref],
         capture_output=True,
@@ -63,9 +63,9 @@ def test_runtime_image_runs_as_its_architecture(demo: MabRun, platform: str) -> 
 
 
 @pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64", "linux/arm/v7"])
-def test_cross_compiled_binary_is_the_target_architecture(demo: MabRun, platform: str) -> None:
+def test_cross_compiled_binary_is_the_target_architecture(demo: DemoRun, platform: str) -> None:
     assert demo.code == 0, demo.output
-    ref = f"{DEMO['registry']}/greeter:0.1.0"
+    ref = f"{demo.registry}/greeter:0.1.0"
     exported = subprocess.run(
         ["crane", "export", "--platform", platform, ref, "-"], capture_output=True, check=True
     ).stdout
@@ -86,8 +86,8 @@ def test_cross_compiled_binary_is_the_target_architecture(demo: MabRun, platform
     assert out.stdout.strip() == f"hello, ci, from linux/{goarch}"
 
 
-def test_verify_passes_on_the_published_demo(demo: MabRun) -> None:
+def test_verify_passes_on_the_published_demo(demo: DemoRun) -> None:
     assert demo.code == 0, demo.output
-    result = run_mab("verify", "--json")
+    result = run_mab("verify", "--json", "-f", str(demo.file))
     assert result.code == 0, result.output
     assert all(t["status"] == "verified" for t in json.loads(result.stdout)["targets"])

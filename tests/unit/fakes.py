@@ -94,7 +94,21 @@ class FakeRegistry:
         return sorted(self.store.tags.get(self._repo(repo), {}))
 
     def push_layout(self, layout: Path, repo: str) -> Pushed:
-        raise AssertionError("the fake engine's builder pushes by digest itself")
+        """Store the layout's one manifest and its blobs (signatures copied by promote)."""
+        top = json.loads((layout / "index.json").read_text())["manifests"][0]
+        blobs = layout / "blobs" / "sha256"
+        stored = self.store.blobs.setdefault(self._repo(repo), {})
+        for path in blobs.iterdir():
+            blob = ("application/octet-stream", path.read_bytes())
+            stored.setdefault(f"sha256:{path.name}", blob)
+        stored[top["digest"]] = (top["mediaType"], (blobs / top["digest"][7:]).read_bytes())
+        return Pushed(top["digest"], top["mediaType"], int(top["size"]), 0, 0)
+
+    def get_blob(self, repo: str, digest: str) -> bytes:
+        found = self.store.blobs.get(self._repo(repo), {}).get(digest)
+        if found is None:
+            raise RegistryError(f"{self._repo(repo)}@{digest}: blob unknown")
+        return found[1]
 
 
 class FakeEngine:
@@ -113,7 +127,13 @@ class FakeEngine:
         self.built: list[str] = []
         self.store = Store()
 
-    def registry(self, host: str, *, on_retry: Callable[[str], None] | None = None) -> Registry:
+    def registry(
+        self,
+        host: str,
+        *,
+        on_retry: Callable[[str], None] | None = None,
+        attempts: int | None = None,
+    ) -> Registry:
         """A RegistryFactory serving this engine's store (what RegistryClient is in
         production)."""
         return FakeRegistry(self.store, host)
@@ -137,6 +157,8 @@ class FakeEngine:
         endpoint: str | None,
         driver_opts: Mapping[str, str],
         platforms: list[str],
+        *,
+        config: Path | None = None,
     ) -> None:
         raise AssertionError("not used by the pipeline")
 
@@ -282,6 +304,7 @@ class FakeEngine:
         platform: str | None = None,
         *,
         capture: bool = True,
+        quiet: bool = False,
     ) -> RunResult:
         self.ran = (*self.ran, (image, tuple(argv), platform, capture))
         code = self.run_exit.get(platform or "", 0)

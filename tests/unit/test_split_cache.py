@@ -125,10 +125,16 @@ def test_split_then_merge_equals_single_machine(write_config: Callable[[str], Pa
     merged = run_merge(plan, engine, records, Recorder(), registries=engine.registry)
     assert merged.ok
     split_digests = {t.name: t.index_digest for t in merged.targets}
-    single = run_build(plan, engine, Recorder(), registries=engine.registry)
+    single = run_build(plan, engine, Recorder(), registries=engine.registry, rebuild=True)
     assert {t.name: t.index_digest for t in single.targets} == split_digests
     # the second run of unchanged targets reports cached steps
     assert all(p.cached_steps == 2 for t in single.targets for p in t.platforms)
+    # without --rebuild, unchanged targets are neither built nor pushed (issue 11)
+    builds = len(engine.builds)
+    skipped = run_build(plan, engine, Recorder(), registries=engine.registry)
+    assert {t.name: t.index_digest for t in skipped.targets} == split_digests
+    assert all(t.status is TargetStatus.UNCHANGED for t in skipped.targets)
+    assert len(engine.builds) == builds
 
 
 def test_merge_refuses_a_target_with_a_missing_platform(
