@@ -191,6 +191,9 @@ class _Tagger:
                 self.result.held[tag.name] = why
                 self.step(f"{tag.name} not moved: {why}")
                 continue
+            if self.client.head_manifest(self.repo, tag.name) == self.digest:
+                self.result.written.append(tag.name)  # already there: nothing to write
+                continue
             self._put_and_confirm(tag.name)
             self.step(f"{tag.name} moved to {self.digest[:19]}")
         self._converge()

@@ -18,6 +18,7 @@ adds CAs for every host).
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import os
 import random
@@ -57,7 +58,7 @@ def _tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
     """Public CAs, plus the registry's own CA (certs.d) and ``MAB_CA_BUNDLE``, if any."""
     extra = [p for p in (ca_file, os.environ.get("MAB_CA_BUNDLE")) if p]
     if not extra:
-        return True
+        return _public_context()
     # the same base as httpx's default: SSL_CERT_FILE, SSL_CERT_DIR, else certifi
     if os.environ.get("SSL_CERT_FILE"):
         context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
@@ -74,6 +75,18 @@ def _tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
                 hint="point MAB_CA_BUNDLE at a PEM file of CA certificates",
             ) from None
     return context
+
+
+@functools.cache
+def _public_context() -> ssl.SSLContext:
+    """httpx's default verification (SSL_CERT_FILE, SSL_CERT_DIR, else certifi), made once
+    per process: loading the CA bundle costs ~40 ms, and a run opens a client per host and
+    step (the skip check alone opens several)."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _tls_failure(host: str, exc: BaseException) -> RegistryError | None:
