@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from mab import __version__, proc
+from mab import proc
 from mab.cli import build as commands
 from mab.cli.builders import builders_app
 from mab.cli.ci import ci_app
@@ -26,6 +26,7 @@ from mab.cli.init import init
 from mab.cli.lint import lint
 from mab.cli.registry import clean, login, logout, registry_app
 from mab.cli.run import run
+from mab.config.install import DISTRIBUTION, running_version
 
 try:  # typer vendors click since 0.20; before, it used the click package
     from typer._click import exceptions as click_exceptions
@@ -47,15 +48,7 @@ def _version(value: bool) -> None:
     if value:
         # the command is mab; the distribution that installs it is mab-build ("mab" on PyPI
         # is an unrelated project). A checkout that is not installed has mab.__version__.
-        from importlib import metadata  # noqa: PLC0415 - only for --version
-
-        from mab.ci.generate import DISTRIBUTION  # noqa: PLC0415 - loaded by mab.cli.ci already
-
-        try:
-            version = metadata.version(DISTRIBUTION)
-        except metadata.PackageNotFoundError:
-            version = __version__
-        sys.stdout.write(f"mab {version} (distribution {DISTRIBUTION})\n")
+        sys.stdout.write(f"mab {running_version()} (distribution {DISTRIBUTION})\n")
         raise typer.Exit()
 
 

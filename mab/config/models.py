@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from mab.config.install import check_install
 from mab.config.yamlsource import LineMap, Loc, load_yaml
 from mab.errors import ConfigError, ConfigIssue
 from mab.lint import _SECRET_RE as SECRET_NAME_RE  # the names MAB005 flags in a Dockerfile
@@ -413,9 +414,6 @@ class GitLabCIConfig(BaseModel):
 
 
 def _install_command(value: str) -> str:
-    # ci.install's check lives with the generator, which imports this module: load it here
-    from mab.ci.generate import check_install  # noqa: PLC0415
-
     return check_install(value)
 
 

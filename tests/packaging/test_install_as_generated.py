@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 import mab
-from mab.ci import generate as ci
+from mab.config import install
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))[
@@ -103,7 +103,7 @@ def _requirements(wheel: Path) -> list[str]:
 
 
 def test_pyproject_and_mab_agree_on_name_and_version() -> None:
-    assert PROJECT["name"] == ci.DISTRIBUTION == "mab-build"  # "mab" on PyPI is not ours
+    assert PROJECT["name"] == install.DISTRIBUTION == "mab-build"  # "mab" on PyPI is not ours
     assert list(PROJECT["scripts"]) == ["mab"]  # the command stays mab
     assert PROJECT["version"] == mab.__version__
 

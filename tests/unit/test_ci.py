@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from mab.ci import generate as ci
 from mab.cli.main import app
+from mab.config import install
 from mab.config.models import load_project
 from mab.errors import ConfigError, UsageError
 from mab.platforms import Platform
@@ -451,7 +452,7 @@ def test_version_names_the_distribution() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout == f"mab {VERSION} (distribution mab-build)\n"
-    assert ci.DISTRIBUTION == "mab-build" and ci.running_version() == VERSION
+    assert install.DISTRIBUTION == "mab-build" and install.running_version() == VERSION
 
 
 @pytest.mark.parametrize("provider", ["github", "gitlab"])
@@ -462,7 +463,7 @@ def test_jobs_install_exactly_the_generating_version(
     text = result.stdout
     assert f"(mab {VERSION})" in text.splitlines()[0]
     wanted = f"pip install mab-build=={VERSION}"
-    assert ci.default_install() == wanted
+    assert install.default_install() == wanted
     data = yaml.safe_load(text)
     if provider == "github":
         installs = [
@@ -510,11 +511,11 @@ UNPINNED = "is not pinned: each job would install whatever mab-build is newest"
     ],
 )
 def test_unpinned_or_foreign_installs_are_refused(command: str, why: str) -> None:
-    problem = ci.install_problem(command)
+    problem = install.install_problem(command)
     assert problem is not None and why in problem
     assert f"mab-build=={VERSION}" in problem  # the way out
     with pytest.raises(ValueError, match=re.escape(problem)):
-        ci.check_install(command)
+        install.check_install(command)
 
 
 @pytest.mark.parametrize(
@@ -537,8 +538,8 @@ def test_unpinned_or_foreign_installs_are_refused(command: str, why: str) -> Non
     ],
 )
 def test_pinned_or_own_source_installs_pass(command: str) -> None:
-    assert ci.install_problem(command) is None
-    assert ci.check_install(command) == command
+    assert install.install_problem(command) is None
+    assert install.check_install(command) == command
 
 
 @pytest.mark.parametrize(
