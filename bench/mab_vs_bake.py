@@ -17,7 +17,11 @@ Runs, in alternating order per round (bake first in odd rounds, mab first in eve
 Prints each run's wall time, the medians and mab/bake ratios, and peak memory (GNU time's
 %M: the largest single process of the run, not the sum over the process tree).
 
-    python bench/mab_vs_bake.py [--rounds N] [--builder NAME]
+    python bench/mab_vs_bake.py [--rounds N] [--builder NAME | --container]
+
+``--container``: both tools on one docker-container builder (what docker/setup-buildx-action
+makes; BuildKit pushes by digest itself), made from scripts/buildkit-up's BuildKit image and
+removed at the end; cold prunes that builder's cache.
 
 Needs the engine, QEMU, the registry and the mirror images (scripts/demo sets them up).
 Run it alone: the machine has 2 cores.
@@ -26,6 +30,7 @@ Run it alone: the machine has 2 cores.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -122,11 +127,41 @@ def commands(work: Path, builds: Path, bake: Path, builder: str | None) -> dict[
     return {"docker buildx bake": bake_cmd, "mab build": mab_cmd}
 
 
+def container_builder() -> str:
+    """A docker-container builder (what docker/setup-buildx-action makes) running the
+    BuildKit image scripts/buildkit-up made, on the host network, with its buildkitd.toml
+    (plain HTTP to the local registry); bootstrapped. Needs root (buildkit-up)."""
+    state = Path("/etc/mab-engine/buildkit-up.json")
+    if not state.is_file():
+        subprocess.run([str(REPO / "scripts" / "buildkit-up"), "--quiet"], check=True)
+    info = json.loads(state.read_text())
+    name = f"mab-bench-container-{os.getpid()}"
+    subprocess.run(
+        [
+            *["docker", "buildx", "create", "--name", name, "--driver", "docker-container"],
+            *["--driver-opt", f"image={info['image']}", "--driver-opt", "network=host"],
+            *["--buildkitd-config", info["container_config"]],
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(["docker", "buildx", "inspect", "--bootstrap", name], check=True)
+    return name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--builder", help="a buildx builder for both tools (default: current)")
+    parser.add_argument(
+        "--container",
+        action="store_true",
+        help="make a docker-container builder for both tools (removed at the end)",
+    )
     args = parser.parse_args()
+    if args.container:
+        args.builder = container_builder()
+        atexit.register(subprocess.run, ["docker", "buildx", "rm", args.builder], check=False)
     results: dict[tuple[str, str], list[tuple[float, int]]] = {}
     for round_ in range(args.rounds):
         order = TOOLS if round_ % 2 == 0 else tuple(reversed(TOOLS))

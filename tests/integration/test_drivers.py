@@ -334,8 +334,8 @@ def test_a_platform_that_fails_leaves_no_tag(
 def slow_project(root: Path, registry: str, builders: Builders) -> Path:
     """slow: amd64 and an arm64 step that takes a while; quick: amd64 only."""
     (root / "slow").mkdir()
-    (root / "slow" / "Dockerfile").write_text(
-        "FROM busybox:1.35\nARG TARGETARCH\n"
+    (root / "slow" / "Dockerfile").write_text(  # unique: the nodes keep their cache
+        f"FROM busybox:1.35\nARG TARGETARCH\nRUN echo {uuid.uuid4()} > /id\n"
         'RUN if [ "$TARGETARCH" = arm64 ]; then sleep 25; fi; uname -m > /arch\n'
     )
     (root / "quick").mkdir()
@@ -576,8 +576,9 @@ def test_registry_cache_per_target_and_platform_survives_the_builder(
             "RUN uname -m > /arch\n"
         )
     path = tmp_path / "builds.yaml"
-    path.write_text(
+    path.write_text(  # export: always, as in CI (auto exports only there)
         f"registry: {namespace}\nplatforms: [linux/amd64, linux/arm64]\n"
+        "cache: {export: always}\n"
         + MIRRORS
         + section.yaml
         + "targets:\n  one: {context: one, tags: ['1.0.0']}\n"
