@@ -21,6 +21,7 @@ from mab.cli.console import err, live_display, out
 from mab.cli.options import (
     EnvOpt,
     FileOpt,
+    ForceOpt,
     JsonOpt,
     OutOpt,
     PlatformOpt,
@@ -264,14 +265,7 @@ def build(
             show_default=False,
         ),
     ] = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Overwrite an immutable tag (a full version, sha, date or literal) that "
-            "already names another index; without it such a run publishes nothing.",
-        ),
-    ] = False,
+    force: ForceOpt = False,
     rebuild: Annotated[
         bool,
         typer.Option(
@@ -363,14 +357,7 @@ def merge(
             show_default=False,
         ),
     ] = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Overwrite an immutable tag (a full version, sha, date or literal) that "
-            "already names another index; without it such a run publishes nothing.",
-        ),
-    ] = False,
+    force: ForceOpt = False,
     version: VersionOpt = None,
     env: EnvOpt = None,
 ) -> None:

@@ -106,3 +106,11 @@ PasswordEnvOpt = Annotated[
         show_default=False,
     ),
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Overwrite an immutable tag (a full version, sha, date or literal) that "
+        "already names another index; without it such a run publishes nothing.",
+    ),
+]

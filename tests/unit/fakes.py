@@ -25,6 +25,8 @@ from mab.engine.base import (
 )
 from mab.errors import BuildError, EngineError, RegistryError
 from mab.oci import INDEX_TYPES, Descriptor, Manifest, RemoteManifest
+from mab.pipeline.results import PlatformResult, Reporter, TargetResult
+from mab.planning.plan import Job
 from mab.registry.base import Pushed, Registry, RegistryFactory
 
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -319,3 +321,31 @@ class FakeEngine:
 _engine: Engine = FakeEngine()
 _registry: Registry = FakeRegistry(Store(), "registry.test")
 _factory: RegistryFactory = FakeEngine().registry
+
+
+class Recorder:
+    """A Reporter that keeps every event, for tests to read."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def notice(self, message: str) -> None:
+        self.events.append(("notice", message))
+
+    def warning(self, message: str) -> None:
+        self.events.append(("warning", message))
+
+    def job_started(self, job: Job) -> None:
+        self.events.append(("start", job.key))
+
+    def job_log(self, job: Job, line: str) -> None:
+        self.events.append(("log", line))
+
+    def job_finished(self, job: Job, result: PlatformResult) -> None:
+        self.events.append(("done", (job.key, result.status)))
+
+    def target_finished(self, result: TargetResult) -> None:
+        self.events.append(("target", (result.name, result.status)))
+
+
+_reporter: Reporter = Recorder()

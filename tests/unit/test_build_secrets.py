@@ -22,8 +22,7 @@ from mab.planning import templates
 from mab.planning.plan import make_plan
 from mab.planning.render import render_template
 
-from .fakes import FakeEngine
-from .test_pipeline import Recorder
+from .fakes import FakeEngine, Recorder
 
 CONFIG = """\
 registry: registry.test/demo

@@ -25,8 +25,7 @@ from mab.engine.base import Engine
 from mab.pipeline.audit import run_verify
 from mab.pipeline.build import run_build
 from mab.registry.client import RegistryClient
-from tests.unit.fakes import FakeEngine
-from tests.unit.test_publish_faults import Recorder
+from tests.unit.fakes import FakeEngine, Recorder
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]

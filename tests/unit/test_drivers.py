@@ -24,8 +24,7 @@ from mab.pipeline.build import run_build
 from mab.pipeline.results import JobStatus, TargetStatus
 from mab.planning.plan import make_plan
 
-from .fakes import IMAGE, INDEX, FakeEngine, digest_of
-from .test_pipeline import Recorder
+from .fakes import IMAGE, INDEX, FakeEngine, Recorder, digest_of
 
 TARGETS = "targets:\n  app: {context: app}\n"
 

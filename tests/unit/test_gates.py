@@ -35,8 +35,7 @@ from mab.registry.base import split_repository
 from mab.registry.retention import Policy, TagState, decide
 from mab.signing import Cosign, Signer
 
-from .fakes import FakeEngine, FakeRegistry
-from .test_pipeline import Recorder
+from .fakes import FakeEngine, FakeRegistry, Recorder
 from .test_retention import NOW, by_tag, index
 
 PLATFORMS = "platforms: [linux/amd64, linux/arm64, linux/arm/v7]\n"

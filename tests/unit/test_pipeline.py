@@ -17,12 +17,12 @@ from mab.pipeline import emulation
 from mab.pipeline.audit import run_verify
 from mab.pipeline.build import run_build
 from mab.pipeline.promote import promote
-from mab.pipeline.results import JobStatus, PlatformResult, TargetResult, TargetStatus
-from mab.planning.plan import Job, Plan, make_plan
+from mab.pipeline.results import JobStatus, TargetStatus
+from mab.planning.plan import Plan, make_plan
 from mab.planning.tags import TagContext
 from mab.registry import server as registryserver
 
-from .fakes import FakeEngine
+from .fakes import FakeEngine, Recorder
 
 CONFIG = """\
 registry: registry.test/demo
@@ -31,29 +31,6 @@ targets:
   good: {context: app, tags: ["1.0", latest]}
   bad: {context: app, tags: ["2.0", latest]}
 """
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-
-    def notice(self, message: str) -> None:
-        self.events.append(("notice", message))
-
-    def warning(self, message: str) -> None:
-        self.events.append(("warning", message))
-
-    def job_started(self, job: Job) -> None:
-        self.events.append(("start", job.key))
-
-    def job_log(self, job: Job, line: str) -> None:
-        self.events.append(("log", line))
-
-    def job_finished(self, job: Job, result: PlatformResult) -> None:
-        self.events.append(("done", (job.key, result.status)))
-
-    def target_finished(self, result: TargetResult) -> None:
-        self.events.append(("target", (result.name, result.status)))
 
 
 @pytest.fixture

@@ -19,13 +19,13 @@ from mab.config.models import load_project
 from mab.errors import RegistryError, UsageError
 from mab.oci import INDEX_TYPES
 from mab.pipeline.build import run_build
-from mab.pipeline.results import PlatformResult, RunReport, TargetResult, TargetStatus
-from mab.planning.plan import Job, Plan, make_plan
+from mab.pipeline.results import RunReport, TargetStatus
+from mab.planning.plan import Plan, make_plan
 from mab.planning.tags import TagContext
 from mab.registry import server as registryserver
 from mab.registry.client import RegistryClient, RetryPolicy
 from mab.registry.credentials import Credential
-from tests.unit.fakes import FakeEngine
+from tests.unit.fakes import FakeEngine, Recorder
 from tests.unit.test_registry import make_layout
 
 SEMVER = """\
@@ -37,29 +37,6 @@ targets:
     tags: [{semver: {}}]
 """
 REPO = "registry.test/demo/app"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def notice(self, message: str) -> None:
-        self.events.append(("notice", message))
-
-    def warning(self, message: str) -> None:
-        self.events.append(("warning", message))
-
-    def job_started(self, job: Job) -> None:
-        pass
-
-    def job_log(self, job: Job, line: str) -> None:
-        pass
-
-    def job_finished(self, job: Job, result: PlatformResult) -> None:
-        pass
-
-    def target_finished(self, result: TargetResult) -> None:
-        pass
 
 
 def plan_for(path: Path, version: str, label: str = "a") -> Plan:

@@ -21,8 +21,7 @@ from mab.errors import Terminated
 from mab.pipeline.build import run_build
 from mab.pipeline.results import Interrupted, TargetStatus
 from mab.planning.plan import make_plan
-from tests.unit.fakes import FakeEngine
-from tests.unit.test_publish_faults import Recorder
+from tests.unit.fakes import FakeEngine, Recorder
 
 TWO = """\
 registry: registry.test/demo

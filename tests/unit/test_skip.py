@@ -19,8 +19,7 @@ from mab.pipeline.inputs import INPUTS
 from mab.pipeline.results import RunReport, TargetStatus
 from mab.planning.plan import make_plan
 from mab.planning.tags import TagContext
-from tests.unit.fakes import IMAGE, FakeEngine, digest_of
-from tests.unit.test_publish_faults import Recorder
+from tests.unit.fakes import IMAGE, FakeEngine, Recorder, digest_of
 
 CONFIG = """\
 registry: registry.test/demo

@@ -19,8 +19,8 @@ from mab.planning.cache import cache_options, fill_spec, parse_spec
 from mab.planning.plan import make_plan
 from mab.platforms import Platform
 
-from .fakes import FakeEngine
-from .test_pipeline import CONFIG, Recorder
+from .fakes import FakeEngine, Recorder
+from .test_pipeline import CONFIG
 
 ARM = Platform.parse("linux/arm64")
 
