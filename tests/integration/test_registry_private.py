@@ -315,8 +315,9 @@ def test_cleanup_keeps_every_kept_multiarch_tag_pullable(private: Private, v1: M
 
     dry = mab(p, "clean")
     assert dry.code == 0, dry.output
-    deleting = sorted(re.findall(r"^\s*delete\s+\S+\s+(\S+)", dry.stderr, re.MULTILINE))
-    assert deleting == ["build-2", "build-3", "feature-x"], dry.stderr
+    # the plan's table is a result, on stdout (issue 14); its summary line on stderr
+    deleting = sorted(re.findall(r"^\s*delete\s+\S+\s+(\S+)", dry.stdout, re.MULTILINE))
+    assert deleting == ["build-2", "build-3", "feature-x"], dry.output
     assert "dry run: would delete 3 tags" in dry.stderr
     plan = json.loads(mab(p, "clean", "--json").stdout)["repositories"][0]
     tags = {t["tag"]: t for t in plan["tags"]}

@@ -207,8 +207,8 @@ def test_registry_cache_restores_steps_after_the_local_cache_is_gone(
     assert crane("ls", f"{namespace}/app-buildcache").stdout.split() == ["linux-arm64"]
     # forget everything BuildKit cached locally: only the registry cache can help now
     subprocess.run(["docker", "builder", "prune", "-af"], check=True, capture_output=True)
-    second = run_mab(
-        "build", "-f", str(path), "--version", "1.0.0", report=tmp_path / "second.json"
+    second = run_mab(  # --rebuild: the same inputs would be skipped as unchanged (issue 11)
+        "build", "-f", str(path), "--version", "1.0.0", "--rebuild", report=tmp_path / "second.json"
     )
     assert second.code == 0, second.output
     assert first.report is not None and second.report is not None

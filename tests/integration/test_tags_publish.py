@@ -146,8 +146,17 @@ def test_registry_faults_mid_publish_keep_old_tags_and_rerun_completes(
         ]
 
         proxy.fail = lambda method, path: False  # the registry is back
-        rerun = run_mab(
-            "build", "-f", str(path), "--version", "1.1.0", "--env", "staging", "--verbose", env=env
+        rerun = run_mab(  # --rebuild: 1.1.0's inputs are published, which alone would skip
+            "build",
+            "-f",
+            str(path),
+            "--version",
+            "1.1.0",
+            "--env",
+            "staging",
+            "--verbose",
+            "--rebuild",
+            env=env,
         )
         assert rerun.code == 0, rerun.output
     # no rebuild: every build step came from cache, and nothing new was uploaded
@@ -189,7 +198,8 @@ def test_promotion_keeps_the_digest(tmp_path: Path, namespace: str) -> None:
             [
                 sys.executable,
                 "-c",
-                f"from mab.registry.local import ensure; print(ensure({second!r}).started)",
+                "from mab.registry.server import ensure_local; "
+                f"print(ensure_local({second!r}, None).started)",
             ],
             env={**os.environ, **env},
             capture_output=True,
@@ -216,6 +226,6 @@ def test_promotion_keeps_the_digest(tmp_path: Path, namespace: str) -> None:
             "linux/arm64",
         ]
     finally:
-        subprocess.run(["pkill", "-f", f"registry-{port}-config.yml"], check=False)
+        subprocess.run(["pkill", "-f", f"registries/{port}/config.yml"], check=False)
     missing = run_mab("promote", "app", "--from", "nope", "--to", "x", "-f", str(path))
     assert missing.code == 1 and "manifest unknown" in missing.output

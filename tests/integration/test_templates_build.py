@@ -275,7 +275,9 @@ def init_build(tmp_path_factory: pytest.TempPathFactory, packages: PackageServer
     secret_dir = tmp_path_factory.mktemp("secrets")
     (secret_dir / "pip.conf").write_text(packages.pip_conf())
     (secret_dir / "npmrc").write_text(packages.npmrc())
-    registry = f"{REGISTRY}/t{root.name[-8:].replace('_', '')}init"
+    # a fresh path per run: an earlier run's 1.0 tags are immutable, and its inputs differ
+    # (the package server's port and token), so a rebuild into them would be refused
+    registry = f"{REGISTRY}/t{uuid.uuid4().hex[:10]}init"
     targets: dict[str, Any] = {}
     written: dict[str, dict[str, Any]] = {}
     for stack in STACKS:
