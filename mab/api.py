@@ -111,8 +111,10 @@ def load(
     *,
     version: str | None = None,
     env: str | None = None,
+    require_tags: bool = True,
 ) -> Loaded:
-    """Validate *file* and plan the run (no engine, no registry)."""
+    """Validate *file* and plan the run (no engine, no registry). Without *require_tags*
+    a target may plan with no tag (``mab promote`` writes tags of its own)."""
     project = load_project(file)
     plan = make_plan(
         project,
@@ -120,6 +122,7 @@ def load(
         platforms,
         default_registry=default_registry(),
         context=tag_context(project, version, env),
+        require_tags=require_tags,
     )
     return Loaded(project, plan)
 

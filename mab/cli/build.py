@@ -47,9 +47,10 @@ def load(
     *,
     version: str | None = None,
     env: str | None = None,
+    require_tags: bool = True,
 ) -> api.Loaded:
     """``api.load``, then builds.yaml's warnings and the tag rules' notes on stderr."""
-    loaded = api.load(file, targets, platforms, version=version, env=env)
+    loaded = api.load(file, targets, platforms, version=version, env=env, require_tags=require_tags)
     for line in loaded.notices:
         err.print(Text(redact(line), style="yellow"))
     return loaded
@@ -456,7 +457,7 @@ def promote(
 ) -> None:
     """Give a published index new tags without rebuilding (e.g. --from staging --to
     production), optionally in another registry; verified like a build."""
-    loaded = load(file, [target])
+    loaded = load(file, [target], require_tags=False)  # --to names the tags
     done = api.promote(loaded, source, to, api.docker_engine(), to_registry=to_registry)
     for ref in done.refs:
         out.print(Text(f"{ref} -> {done.digest}", style="green"))

@@ -252,11 +252,16 @@ def make_plan(
     only_platforms: Sequence[str] = (),
     default_registry: str = DEFAULT_REGISTRY,
     context: TagContext | None = None,
+    *,
+    require_tags: bool = True,
 ) -> Plan:
     """Expand *project* into a Plan, narrowed to the named targets and platforms.
 
     *default_registry* is used when builds.yaml names none (the CLI reads it from
-    ``MAB_DEFAULT_REGISTRY``; planning itself reads no environment).
+    ``MAB_DEFAULT_REGISTRY``; planning itself reads no environment). With
+    *require_tags*, a target whose rules make no tag in this run is an error (it could
+    only be published by digest); a command that writes none of the target's own tags
+    (``mab promote``) plans without that check.
     """
     cfg = project.config
     selected = selection(cfg, only_targets, only_platforms, project.path)
@@ -269,7 +274,7 @@ def make_plan(
     for name, declared, chosen in selected:
         target = cfg.targets[name]
         version = _version(target, cfg, context)
-        made = _tags(project, name, context)
+        made = _tags(project, name, context, require_tags)
         context_dir = resolved(base / target.context)
         if target.template is not None:
             found = templates.find_template(
@@ -377,7 +382,7 @@ def _rules(project: Project, name: str) -> tuple[Loc, Sequence[TagItem]]:
     return ("targets", name), ["latest"]
 
 
-def _tags(project: Project, name: str, context: TagContext) -> TagSet:
+def _tags(project: Project, name: str, context: TagContext, required: bool = True) -> TagSet:
     """A target's tags. A rule may make none in a run (a semver rule with no version, a
     branch rule on a pull request); the run fails only when the target gets no tag at all,
     as it could then be published by digest only."""
@@ -389,7 +394,7 @@ def _tags(project: Project, name: str, context: TagContext) -> TagSet:
         raise ConfigError(
             [ConfigIssue(project.path, project.locate(where), f"targets.{name}", str(exc))]
         ) from None
-    if not made.tags:
+    if not made.tags and required:
         why = "; ".join(made.notes) or "its rules make none in this run"
         raise ConfigError(
             [ConfigIssue(project.path, project.locate(loc), f"targets.{name}", f"no tag: {why}")],

@@ -94,3 +94,21 @@ def test_schema_is_json_schema() -> None:
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("mab ")
+
+
+def test_promote_plans_a_target_whose_rules_make_no_tag(project_dir: Path) -> None:
+    """`mab promote` writes the tags --to names: a target whose own rules make none in
+    this run (an environment rule without --env) is still promotable; `mab plan` is not."""
+    path = project_dir / "builds.yaml"
+    path.write_text(
+        "registry: r.test/x\n"
+        "targets:\n  app:\n    context: app\n    tags: [{environment: {versioned: false}}]\n"
+    )
+    plan = runner.invoke(app, ["plan", "-f", str(path)])
+    assert plan.exit_code == 2 and "no tag" in plan.stderr
+    promote = runner.invoke(
+        app,
+        ["promote", "app", "--from", "staging", "--to", "prod", "-f", str(path)],
+        env={"MAB_RETRY_ATTEMPTS": "1"},
+    )
+    assert "no tag" not in promote.output  # it got past planning (to the registry)
