@@ -10,6 +10,8 @@ import sys
 
 from rich.console import Console
 
+from mab.config.defaults import in_ci
+
 
 def _width(stream: object) -> int | None:
     # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; logs are wider.
@@ -19,10 +21,6 @@ def _width(stream: object) -> int | None:
 
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def live_display() -> bool:

@@ -22,3 +22,9 @@ def default_registry() -> str:
         raise UsageError(
             str(exc), hint="set MAB_DEFAULT_REGISTRY to HOST[:PORT][/PATH]; log in with mab login"
         ) from None
+
+
+def in_ci() -> bool:
+    """Whether mab runs in CI (the ``CI`` variable every CI system sets): progress is then
+    printed line by line, and the registry cache is exported (``cache.export: auto``)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -8,7 +8,6 @@ under its tags and read back. A failing target never stops the others.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mab import proc
+from mab.config.defaults import in_ci
 from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest, Engine
 from mab.errors import BuildError, MabError
 from mab.pipeline.gates import Gates
@@ -269,12 +269,20 @@ def run_build(
             gates = None if by_digest_only else signers
             builders = preflight(todo, engine, reporter, signers=gates)
             run = _Run(
-                todo, engine, reporter, builders, no_cache, by_digest_only, clock, registries, force
+                todo,
+                engine,
+                reporter,
+                builders,
+                no_cache,
+                by_digest_only,
+                clock,
+                registries,
+                force,
+                results=results,
+                inputs=inputs,
+                export_cache=should_export(plan.cache, in_ci=in_ci(), split_job=by_digest_only),
+                signers=signers,
             )
-            run.results = results
-            run.inputs = inputs
-            run.export_cache = should_export(plan.cache, in_ci=_in_ci(), split_job=by_digest_only)
-            run.signers = signers
             interrupted = _build_all(run, todo, dockerfiles)
     report = RunReport("build", plan.registry, list(results.values()))
     report.duration = clock() - started
@@ -291,10 +299,6 @@ def prepare(
     taken from its inputs where the run has no source time (mab.pipeline.skip)."""
     inputs = compute_inputs(plan, dockerfiles, registries, reporter.notice)
     return with_created(plan, inputs), inputs
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _engine(factory: Callable[[], Engine] | None) -> Engine:
