@@ -17,39 +17,34 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mab import doctor as checkup
-from mab import init as generator
-from mab import lint as rules
 from mab.config.defaults import default_registry
 from mab.config.models import BuilderConfig, Project, load_project
 from mab.config.models import builder_files as config_files
-from mab.engine.base import Engine
 from mab.errors import EngineError, MabError, RegistryError, UsageError
-from mab.pipeline import digests, emulation
-from mab.pipeline.audit import run_verify
-from mab.pipeline.build import prepare, render_dockerfiles, run_build
-from mab.pipeline.load import LoadReport, load_targets
-from mab.pipeline.merge import run_merge
-from mab.pipeline.promote import Promotion
-from mab.pipeline.promote import promote as run_promote
-from mab.pipeline.results import Reporter, RunReport
-from mab.pipeline.skip import Verdict, judge
-from mab.planning import git, render
+from mab.planning import git
 from mab.planning.cache import parse_spec
 from mab.planning.plan import Plan, TargetPlan, make_plan
 from mab.planning.tags import TagContext
 from mab.platforms import Platform
-from mab.registry import credentials
-from mab.registry.base import RegistryFactory, split_repository
-from mab.registry.client import RegistryClient, RetryPolicy
-from mab.registry.credentials import Credential, secret_for
-from mab.registry.login import login_for_build
-from mab.registry.query import client as registry_client
-from mab.registry.retention import CleanupPlan, Policy, decide, snapshot
 from mab.scratch import scratch
-from mab.signing import Cosign
+
+# Each command's stages load in the function that runs them, not here: `mab plan` must not
+# pay for httpx, `mab build` with nothing to build not for the doctor, the registry
+# server, cryptography or cosign (issue 11: start-up is most of an unchanged run).
+if TYPE_CHECKING:
+    from mab import doctor as checkup
+    from mab import init as generator
+    from mab import lint as rules
+    from mab.engine.base import Engine
+    from mab.pipeline.load import LoadReport
+    from mab.pipeline.promote import Promotion
+    from mab.pipeline.results import Reporter, RunReport
+    from mab.pipeline.skip import Verdict
+    from mab.registry.base import RegistryFactory
+    from mab.registry.client import RegistryClient
+    from mab.registry.retention import CleanupPlan
 
 
 @dataclass(frozen=True)
@@ -68,7 +63,7 @@ class Loaded:
 
 def docker_engine() -> Engine:
     """The real engine: docker and buildx through python-on-whales."""
-    from mab.engine.whales import DockerEngine  # noqa: PLC0415 - python-on-whales takes ~0.35 s to import
+    from mab.engine.whales import DockerEngine  # python-on-whales takes ~0.35 s to import
 
     return DockerEngine()
 
@@ -153,6 +148,8 @@ def with_options(
 def login(loaded: Loaded, engine: Engine) -> list[str]:
     """``docker login`` to the plan's registry with builds.yaml's credentials
     (``registries:``), before anything is pushed. Returns the hosts logged in to."""
+    from mab.registry.login import login_for_build
+
     return login_for_build(loaded.project.config, [loaded.plan.registry_host], engine.login)
 
 
@@ -175,6 +172,8 @@ def build(
     an *engine*, the docker engine is started (and builds.yaml's registries logged in to,
     each host said to *on_login*) only when something must be built: an unchanged run
     never loads python-on-whales nor starts a docker process."""
+    from mab.pipeline.build import run_build
+    from mab.signing import Cosign
 
     def engine_factory() -> Engine:
         real = docker_engine()
@@ -201,6 +200,9 @@ def registries_for(project: Project) -> RegistryFactory:
     """``RegistryClient``, with the credentials builds.yaml names (``registries:``) for
     their hosts, so mab's own requests need no ``docker login`` first; other hosts use
     what docker stored. A password is read (or its login.command run) once per host."""
+    from mab.registry.client import RegistryClient
+    from mab.registry.credentials import Credential, secret_for
+
     known: dict[str, Credential | None] = {}
 
     def open_client(
@@ -224,6 +226,8 @@ def registries_for(project: Project) -> RegistryFactory:
 
 def write_digests(report: RunReport, folder: Path) -> list[Path]:
     """The ``TARGET@PLATFORM.json`` files of a split build's job, for ``mab merge``."""
+    from mab.pipeline import digests
+
     records = [
         digests.DigestRecord(t.name, p.platform, t.repository, p.pushed_digest)
         for t in report.targets
@@ -243,6 +247,9 @@ def merge(
     force: bool = False,
 ) -> RunReport:
     """``mab merge``: publish the targets whose every platform a split build pushed."""
+    from mab.pipeline import digests
+    from mab.pipeline.merge import run_merge
+
     records = digests.read(folder)
     return run_merge(
         loaded.plan,
@@ -257,6 +264,9 @@ def merge(
 def check(loaded: Loaded, reporter: Reporter) -> dict[str, Verdict]:
     """``mab plan --check``: which targets a build would skip as unchanged, and why
     (renders and reads the registry; no engine)."""
+    from mab.pipeline.build import prepare, render_dockerfiles
+    from mab.pipeline.skip import judge
+
     registries = registries_for(loaded.project)
     with scratch("mab-render-") as tmp:
         dockerfiles = render_dockerfiles(loaded.plan, Path(tmp))
@@ -265,10 +275,14 @@ def check(loaded: Loaded, reporter: Reporter) -> dict[str, Verdict]:
 
 
 def verify(
-    loaded: Loaded, engine: Engine, *, registries: RegistryFactory = RegistryClient
+    loaded: Loaded, engine: Engine, *, registries: RegistryFactory | None = None
 ) -> RunReport:
     """``mab verify``: re-check every published target without building."""
-    return run_verify(loaded.plan, engine, registries=registries, signers=Cosign)
+    from mab.pipeline.audit import run_verify
+    from mab.registry.client import RegistryClient
+    from mab.signing import Cosign
+
+    return run_verify(loaded.plan, engine, registries=registries or RegistryClient, signers=Cosign)
 
 
 def promote(
@@ -278,15 +292,19 @@ def promote(
     engine: Engine,
     *,
     to_registry: str | None = None,
-    registries: RegistryFactory = RegistryClient,
+    registries: RegistryFactory | None = None,
 ) -> Promotion:
     """``mab promote``: new tags for a published index, no rebuild, verified."""
+    from mab.pipeline.promote import promote as run_promote
+    from mab.registry.client import RegistryClient
+    from mab.signing import Cosign
+
     return run_promote(
         engine,
         loaded.plan.targets[0],
         source,
         to,
-        registries=registries,
+        registries=registries or RegistryClient,
         to_registry=to_registry,
         signers=Cosign,
     )
@@ -294,6 +312,8 @@ def promote(
 
 def rendered(loaded: Loaded) -> list[tuple[str, str]]:
     """(target, Dockerfile text) for every template target of the plan."""
+    from mab.planning import render
+
     texts = [(t.name, render.render_target(t)) for t in loaded.plan.targets]
     return [(name, text) for name, text in texts if text is not None]
 
@@ -322,6 +342,9 @@ def _shown(path: Path) -> str:
 def lint(loaded: Loaded, *, hadolint: bool = True, engine: Engine | None = None) -> LintResult:
     """Findings for every target: mab's rules, hadolint's (when installed and *hadolint*)
     and BuildKit's build checks (with an *engine*)."""
+    from mab import lint as rules
+    from mab.planning import render
+
     program = rules.hadolint_path() if hadolint else None
     findings: list[rules.Finding] = []
     buildx = "ran" if engine is not None else "off"
@@ -365,6 +388,8 @@ def init_files(
     folder: Path, template: str | None, force: bool
 ) -> tuple[generator.Detection, dict[Path, str]]:
     """What ``mab init`` would write, checked (unknown stack, existing files)."""
+    from mab import init as generator
+
     return generator.plan_files(folder, template, force)
 
 
@@ -469,6 +494,10 @@ class Cleanup:
 def cleanup_plans(file: Path, targets: Sequence[str] = ()) -> tuple[list[Cleanup], list[str]]:
     """Each selected target's retention decisions (read from its registry), and the
     targets without a retention policy."""
+    from mab.registry.base import split_repository
+    from mab.registry.query import client as registry_client
+    from mab.registry.retention import Policy, decide, snapshot
+
     config = load_project(file).config
     unknown = [t for t in targets if t not in config.targets]
     if unknown:
@@ -513,6 +542,8 @@ def load_images(
 ) -> LoadReport:
     """``mab build --load``: build every selected target for the plan's one platform and
     load it into the local image store under its planned tags; push nothing."""
+    from mab.pipeline.load import load_targets
+
     platforms = {p for t in loaded.plan.targets for p in t.platforms}
     if len(platforms) != 1:
         raise UsageError(
@@ -525,11 +556,15 @@ def load_images(
 
 def _doctor_client(host: str) -> checkup.Pinger:
     """A registry client for the doctor: short timeouts, one retry."""
+    from mab.registry.client import RegistryClient, RetryPolicy
+
     return RegistryClient(host, timeout=10.0, retry=RetryPolicy(attempts=2, max_seconds=5.0))
 
 
 def _stored_user(host: str) -> str | None:
     """The user name docker stored credentials under for *host* (never the password)."""
+    from mab.registry import credentials
+
     found = credentials.lookup(host)
     if found is None:
         return None
@@ -538,6 +573,8 @@ def _stored_user(host: str) -> str | None:
 
 def _doctor_setup(file: Path | None) -> checkup.Setup:
     """builds.yaml (FILE, else ./builds.yaml when there is one) as the checks read it."""
+    from mab import doctor as checkup
+
     path = file or Path("builds.yaml")
     registry = default_registry()
     base = Path.cwd()
@@ -599,6 +636,8 @@ def doctor(
     SOURCE_DATE_EPOCH and the clock. *file* None: ./builds.yaml when there is one.
     *registries* (default: ``RegistryClient``) pings a registry with the credentials
     docker stored; *stored_user* names the user they are for."""
+    from mab import doctor as checkup
+
     return checkup.run(
         engine,
         registries or _doctor_client,
@@ -682,6 +721,9 @@ def run(
     own, if declared) with *argv* as the command, attached to this terminal. Foreign
     platforms run under QEMU (*notify* hears the cost). Returns the container's exit code;
     never raises for it."""
+    from mab import doctor as checkup
+    from mab.pipeline import emulation
+
     if len(loaded.plan.targets) != 1:
         raise UsageError("mab run runs one target: name it")
     target = loaded.plan.targets[0]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mab import proc
+from mab.secrets import SECRET_NAME_RE
 
 Severity = Literal["error", "warning", "info"]
 
@@ -319,9 +320,6 @@ def _apt_rules(ins: Instruction, file: str) -> list[Finding]:
     return out
 
 
-_SECRET_RE = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|_KEY$|^KEY$|APIKEY|CREDENTIAL", re.I)
-
-
 def _declared_names(ins: Instruction) -> list[str]:
     if ins.keyword == "ENV" and "=" not in ins.args.split(" ", 1)[0]:
         return [ins.args.split(" ", 1)[0]]  # legacy ENV NAME value
@@ -345,7 +343,7 @@ def _secret_rule(ins: Instruction, file: str) -> list[Finding]:
             "give it to the container, not the image",
         )
         for name in _declared_names(ins)
-        if name and _SECRET_RE.search(name)
+        if name and SECRET_NAME_RE.search(name)
     ]
 
 

@@ -84,6 +84,9 @@ def redact_patterns(text: str) -> str:
     return text
 
 
+# Build arg / ARG names that look like they carry a secret: builds.yaml's check and `mab
+# lint`'s MAB005 flag the same names.
+SECRET_NAME_RE = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|_KEY$|^KEY$|APIKEY|CREDENTIAL", re.I)
 _FILE_LIKE = re.compile(r"\.[a-z][a-z0-9]{0,7}$")  # ends with an extension: .conf, .json, .txt
 _NOT_IN_TOKENS = frozenset(" \t/\\")
 

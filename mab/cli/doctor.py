@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -12,8 +12,10 @@ from mab import api
 from mab.cli.build import write_json
 from mab.cli.console import err, out
 from mab.cli.options import JsonOpt
-from mab.doctor import Report
 from mab.secrets import redact
+
+if TYPE_CHECKING:
+    from mab.doctor import Report
 
 _STYLE = {"ok": "green", "warning": "yellow", "problem": "bold red", "skipped": "dim"}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -33,14 +33,15 @@ from mab.config.models import load_project
 from mab.errors import RegistryError, UsageError
 from mab.oci import short_digest
 from mab.pipeline.results import human_size
-from mab.registry import credentials
-from mab.registry import server as registryserver
-from mab.registry.login import login_secret, login_with
-from mab.registry.query import client, inspect, list_tags, parse_ref, split_registry
-from mab.registry.retention import CleanupPlan, age_days, apply, remove
+from mab.registry.base import SERVER_PORT
 from mab.secrets import redact
 
-DEFAULT_PORT = registryserver.DEFAULT_PORT
+if TYPE_CHECKING:
+    from mab.registry import credentials
+    from mab.registry import server as registryserver
+    from mab.registry.retention import CleanupPlan
+
+DEFAULT_PORT = SERVER_PORT
 
 registry_app = sub_app(
     "registry", "Run a private registry (auth, TLS), see what a registry holds, delete by digest."
@@ -57,6 +58,8 @@ def _say(text: str, style: str | None = None) -> None:
 
 def _containers() -> registryserver.ContainerRuntime | None:
     """The engine, to run the registry image, where no registry binary is installed."""
+    from mab.registry import server as registryserver
+
     return None if registryserver.registry_binary() else api.docker_engine()
 
 
@@ -79,6 +82,8 @@ def login(
     """Log in to a registry and let docker store the credential (config.json or its
     credential helper). The password comes from stdin, an environment variable, or
     builds.yaml's registries: entry (password_env or login.command), never from argv."""
+    from mab.registry.login import login_secret
+
     secret = login_secret(
         registry,
         username,
@@ -97,6 +102,8 @@ def login(
 
 def registry_login(secret: credentials.LoginSecret) -> str:
     """Check the password, then have docker store it; where docker stored it."""
+    from mab.registry.login import login_with
+
     return login_with(secret, api.docker_engine().login)
 
 
@@ -138,6 +145,9 @@ def registry_up(
     mab makes one and writes it to a file only you can read. Data, config, certificates
     and state live in ~/.local/share/mab/registries/PORT/.
     """
+    from mab.registry import credentials
+    from mab.registry import server as registryserver
+
     password: str | None = None
     if password_stdin and password_env:
         raise UsageError("give either --password-stdin or --password-env, not both")
@@ -177,6 +187,8 @@ def registry_down(
     purge: Annotated[bool, typer.Option("--purge", help="Also delete its data.")] = False,
 ) -> None:
     """Stop a registry started by mab registry up (its data stays unless --purge)."""
+    from mab.registry import server as registryserver
+
     state = registryserver.down(port, purge=purge, containers=_containers())
     kept = "deleted its data" if purge else f"its data stays in {state.folder}"
     _say(f"registry on port {port} stopped; {kept}", "green")
@@ -186,6 +198,8 @@ def registry_down(
 def registry_status(as_json: JsonOpt = False) -> None:
     """The registries mab started (registry up, and the embedded one), and whether each
     still runs."""
+    from mab.registry import server as registryserver
+
     rows = [(s, registryserver.running(s)) for s in registryserver.all_states()]
     if as_json:
         _json(
@@ -221,6 +235,8 @@ def registry_status(as_json: JsonOpt = False) -> None:
 def registry_gc(port: PortOpt = DEFAULT_PORT) -> None:
     """Garbage-collect a registry mab registry up started: stop it, free the blobs no
     manifest references, start it again."""
+    from mab.registry import server as registryserver
+
     state = registryserver.ServerState.load(registryserver.folder_for(port))
     if state is None:
         raise UsageError(f"no registry started by mab on port {port}")
@@ -253,6 +269,8 @@ def registry_ls(
     as_json: JsonOpt = False,
 ) -> None:
     """The repositories in a registry (its catalog), under PATH if one is given."""
+    from mab.registry.query import client, split_registry
+
     host, prefix = split_registry(registry or _default_registry(file))
     with client(host) as reg:
         repos = reg.catalog()
@@ -274,6 +292,8 @@ def registry_tags(
     as_json: JsonOpt = False,
 ) -> None:
     """The tags of a repository, with the index or manifest each points to."""
+    from mab.registry.query import client, list_tags, parse_ref
+
     ref = parse_ref(repository, want_reference=False)
     with client(ref.host) as reg:
         name, infos = f"{ref.host}/{ref.repo}", list_tags(reg, ref.repo)
@@ -297,6 +317,8 @@ def registry_inspect(
 ) -> None:
     """An index or manifest: platforms, compressed size per platform, created time and
     annotations."""
+    from mab.registry.query import client, inspect, parse_ref
+
     parsed = parse_ref(ref)
     with client(parsed.host) as reg:
         details = inspect(reg, parsed)
@@ -341,6 +363,8 @@ def registry_inspect(
 
 
 def _gc_step(host: str, ran: registryserver.GcResult | None = None) -> None:
+    from mab.registry import server as registryserver
+
     state = registryserver.find_state(host)
     if ran is not None:
         _say(f"garbage collection on {host}: {ran.summary}", "green")
@@ -366,6 +390,9 @@ def registry_rm(
     at it, or when a tagged index references it, unless --force. Deleting an index also
     deletes its platform manifests that nothing else references.
     """
+    from mab.registry.query import client, parse_ref
+    from mab.registry.retention import remove
+
     parsed = parse_ref(ref)
     with client(parsed.host) as reg:
         digest = parsed.digest or reg.head_manifest(parsed.repo, parsed.reference)
@@ -393,6 +420,10 @@ def clean(
     deletes a manifest that a kept tag or kept index references. Afterwards it runs the
     registry's garbage collection for a registry mab registry up started, or says how.
     """
+    from mab.registry import server as registryserver
+    from mab.registry.query import client
+    from mab.registry.retention import apply
+
     plans, skipped = api.cleanup_plans(file, target or ())
     if as_json and not yes:
         _json(
@@ -449,6 +480,8 @@ def _age(days: float) -> str:
 
 
 def _print_plan(cleanup: CleanupPlan) -> None:
+    from mab.registry.retention import age_days
+
     _say(f"{cleanup.repository}: {cleanup.policy.describe()}", "bold")
     if not cleanup.decisions:
         _say("  no tags", "dim")

@@ -34,11 +34,11 @@ from pydantic import (
 from mab.config.install import check_install
 from mab.config.yamlsource import LineMap, Loc, load_yaml
 from mab.errors import ConfigError, ConfigIssue
-from mab.lint import _SECRET_RE as SECRET_NAME_RE  # the names MAB005 flags in a Dockerfile
 from mab.planning import templates
 from mab.platforms import PlatformValueError, normalize
 from mab.secrets import (
     REDACTED,
+    SECRET_NAME_RE,
     CredentialsInValue,
     check_registry_string,
     looks_like_token,

@@ -15,6 +15,8 @@ from typing import Protocol, Self
 from mab.errors import RegistryError
 from mab.oci import Manifest
 
+SERVER_PORT = 5001  # where `mab registry up` listens by default
+
 
 @dataclass(frozen=True)
 class Pushed:

@@ -38,8 +38,8 @@ import httpx
 from mab import proc
 from mab.errors import RegistryError, UsageError
 from mab.registry import tls as registrytls
+from mab.registry.base import SERVER_PORT as DEFAULT_PORT
 
-DEFAULT_PORT = 5001
 EMBEDDED_PORT = 5000  # where builds.yaml without a registry: pushes (localhost:5000)
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
 _STATE = "state.json"

@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mab import api
-from mab.cli import registry as registry_cli
 from mab.cli.main import app
 from mab.engine.base import Engine
 from mab.pipeline.audit import run_verify
 from mab.pipeline.build import run_build
+from mab.registry import query as registry_query
 from mab.registry.client import RegistryClient
 from tests.unit.fakes import FakeEngine, Recorder
 
@@ -124,7 +124,7 @@ def _fake_client(host: str) -> Iterator[RegistryClient]:
 def test_registry_queries_print_results_on_stdout(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str], expect: str
 ) -> None:
-    monkeypatch.setattr(registry_cli, "client", _fake_client)
+    monkeypatch.setattr(registry_query, "client", _fake_client)  # the CLI imports it per call
     result = runner.invoke(app, [*args, "--json"] if args[1] != "ls" else args)
     assert result.exit_code == 0, result.output
     assert expect in result.stdout and expect not in result.stderr
