@@ -268,23 +268,19 @@ class DockerEngine:
                 _run([*self._docker.docker_cmd, *argv[1:]])
 
     def builder(self, name: str | None) -> BuilderInfo:
-        try:
-            proc.echo(["docker", "buildx", "version"])
-            self._docker.buildx.version()
-        except DockerException as exc:
-            raise EngineError(
-                "the docker buildx plugin is missing or broken: " + _first_error_line(exc.stderr),
-                hint="install buildx into ~/.docker/cli-plugins (scripts/engine-up does it "
-                "here); mab doctor checks the whole set-up",
-            ) from exc
         # Asked first without --bootstrap: a running builder answers at once, and a remote
         # one whose BuildKit is down says "inactive" in 0.2 s, where bootstrapping it would
         # wait 20 s for the connection before failing. Others (a docker-container builder
         # not started yet) are bootstrapped.
         shown = name or "current"
         proc.echo(["docker", "buildx", "inspect", *([name] if name else [])])
-        with self._translate(f"cannot use buildx builder '{shown}'"):
-            builder = self._docker.buildx.inspect(name)
+        try:
+            with self._translate(f"cannot use buildx builder '{shown}'"):
+                builder = self._docker.buildx.inspect(name)
+        except EngineError:
+            # buildx itself missing or broken says so (asked only now: 0.25 s each run)
+            self.buildx_version()
+            raise
         info = _builder_info(builder)
         if info.status == "running":
             return info

@@ -234,6 +234,9 @@ def test_ctrl_c_while_starting_is_one_line_and_130() -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err
-    assert proc.returncode in (130, 2), err  # 2: it had finished (file not found) first
-    if proc.returncode == 130:
+    # 2: it had finished (file not found) first. -SIGINT: Python ended the process by the
+    # signal itself after mab's "interrupted" (seen when the signal lands in Python's own
+    # start-up, with and without mab.entry's fast exit); a shell reports both as 130.
+    assert proc.returncode in (130, -signal.SIGINT, 2), err
+    if proc.returncode != 2:
         assert err.strip().splitlines()[-1].startswith("interrupted")
