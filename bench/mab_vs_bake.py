@@ -23,6 +23,7 @@ Prints each run's wall time, the medians and mab/bake ratios, and peak memory (G
 makes; BuildKit pushes by digest itself), made from scripts/buildkit-up's BuildKit image and
 removed at the end; cold prunes that builder's cache.
 
+mab runs as a user installs it: `pip install` of this tree into a fresh venv made first.
 Needs the engine, QEMU, the registry and the mirror images (scripts/demo sets them up).
 Run it alone: the machine has 2 cores.
 """
@@ -118,9 +119,24 @@ def prune(builder: str | None) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def commands(work: Path, builds: Path, bake: Path, builder: str | None) -> dict[str, list[str]]:
+def installed_mab(root: Path) -> Path:
+    """mab as a user installs it: ``pip install`` of this tree into a fresh venv (runtime
+    dependencies only, bytecode compiled by pip), not the editable dev venv, whose test
+    tools change what mab's dependencies import (with click installed, httpx loads its own
+    CLI: +0.1 s) and whose PYTHONDONTWRITEBYTECODE, where set, recompiles mab every run."""
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(REPO)], check=True
+    )
+    return venv / "bin" / "mab"
+
+
+def commands(
+    work: Path, builds: Path, bake: Path, builder: str | None, mab: Path
+) -> dict[str, list[str]]:
     bake_cmd = ["docker", "buildx", "bake", f"--allow=fs.read={work}", "-f", str(bake), "--push"]
-    mab_cmd = [sys.executable, "-m", "mab", "build", "-f", str(builds)]
+    mab_cmd = [str(mab), "build", "-f", str(builds)]
     if builder:
         bake_cmd += ["--builder", builder]
         mab_cmd += ["--builder", builder]
@@ -159,6 +175,9 @@ def main() -> None:
         help="make a docker-container builder for both tools (removed at the end)",
     )
     args = parser.parse_args()
+    install = Path(tempfile.mkdtemp(prefix="mab-bench-install-"))
+    atexit.register(shutil.rmtree, install, ignore_errors=True)
+    mab = installed_mab(install)
     if args.container:
         args.builder = container_builder()
         atexit.register(subprocess.run, ["docker", "buildx", "rm", args.builder], check=False)
@@ -174,7 +193,7 @@ def main() -> None:
             registry = f"localhost:5000/bench{uuid.uuid4().hex[:6]}"
             builds = with_registry(workspace(work[tool]), registry)
             bake = bake_file(builds, work[tool], registry, args.builder)
-            setups[tool] = commands(work[tool], builds, bake, args.builder)[tool]
+            setups[tool] = commands(work[tool], builds, bake, args.builder, mab)[tool]
         for kind in ("cold", "warm", "changed"):
             for tool in order:
                 if kind == "cold":
