@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from mab_vs_bake import installed_mab  # mab as a user installs it
+
 COMMANDS = (["plan"], ["plan", "--json"], ["tags"], ["tags", "--json"])
 
 
@@ -36,15 +36,6 @@ def write_project(root: Path, targets: int) -> Path:
     path = root / "builds.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def installed_mab(root: Path) -> Path:
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(REPO)], check=True
-    )
-    return venv / "bin" / "mab"
 
 
 def main() -> None:
