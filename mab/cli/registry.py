@@ -3,6 +3,9 @@
 A typer sub-app registered by mab.cli.main. Like the rest of the CLI, this layer only
 parses options, calls mab's typed API and prints: tables on stdout, messages on stderr
 (redacted), JSON on stdout. Every command runs in the one error guard.
+
+Each command imports the registry modules it uses (httpx, the server's bcrypt) when it
+runs: this module is loaded by every ``mab`` command, and `mab plan` must not pay for them.
 """
 
 from __future__ import annotations
