@@ -6,9 +6,7 @@ exactly its target. Digests are read with crane; builds are counted from the rep
 from __future__ import annotations
 
 import io
-import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,9 @@ import pytest
 
 from mab.pipeline.inputs import context_entries
 from mab.planning.dockerignore import Matcher, read_patterns
+from tests.importtime import run_importtime
 
-from .conftest import REPO, crane, crane_json, demo_copy, platforms_of, run_mab
+from .conftest import crane, crane_json, demo_copy, platforms_of, run_mab
 
 pytestmark = pytest.mark.engine
 
@@ -74,21 +73,11 @@ def test_unchanged_reruns_skip_and_keep_every_digest_outside_git(
     assert {t["status"] for t in first.values()} == {"published"}
     before = {tag: digest(f"{namespace}/{tag}") for tag in ("app:latest", "other:1.0")}
     # the fast path: no engine, no python-on-whales, no buildx process
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "mab", "build", "-f", str(path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    stderr, loaded = run_importtime("build", "-f", str(path), cwd=tmp_path)
     assert "python_on_whales" not in loaded
     # nor what other commands need: the doctor (and the checks it loads), cryptography
     assert not loaded & {"mab.doctor", "cryptography"}
-    assert "app: unchanged" in done.stderr and "other: unchanged" in done.stderr
+    assert "app: unchanged" in stderr and "other: unchanged" in stderr
     assert {tag: digest(f"{namespace}/{tag}") for tag in before} == before
 
 
