@@ -123,17 +123,8 @@ def test_registry_faults_mid_publish_keep_old_tags_and_rerun_completes(
         proxy.fail = lambda method, path: (
             method == "PUT" and bool(re.search(r"/manifests/(1\.1|1|latest|staging)$", path))
         )
-        failed = run_mab(
-            "build",
-            "-f",
-            str(path),
-            "--version",
-            "1.1.0",
-            "--env",
-            "staging",
-            env=env,
-            report=tmp_path / "failed.json",
-        )
+        build = ["build", "-f", str(path), "--version", "1.1.0", "--env", "staging"]
+        failed = run_mab(*build, env=env, report=tmp_path / "failed.json")
         assert failed.code == 1, failed.output
         assert proxy.faults >= 3  # retried, with both kinds of fault
         assert "failed after 3 attempts" in failed.output
@@ -146,18 +137,8 @@ def test_registry_faults_mid_publish_keep_old_tags_and_rerun_completes(
         ]
 
         proxy.fail = lambda method, path: False  # the registry is back
-        rerun = run_mab(  # --rebuild: 1.1.0's inputs are published, which alone would skip
-            "build",
-            "-f",
-            str(path),
-            "--version",
-            "1.1.0",
-            "--env",
-            "staging",
-            "--verbose",
-            "--rebuild",
-            env=env,
-        )
+        # --rebuild: 1.1.0's inputs are published, which alone would skip
+        rerun = run_mab(*build, "--verbose", "--rebuild", env=env)
         assert rerun.code == 0, rerun.output
     # no rebuild: every build step came from cache, and nothing new was uploaded
     assert rerun.output.count("(0 blobs sent") == 2, rerun.output
