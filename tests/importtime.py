@@ -11,8 +11,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_importtime(*args: str, cwd: Path, timeout: float = 120) -> tuple[str, set[str]]:
-    """(stderr, the modules imported) of ``mab ARGS`` run in *cwd*, after checking it ran."""
+def run_importtime(
+    *args: str, cwd: Path, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """(the finished run, the modules imported) of ``mab ARGS`` run in *cwd*, after
+    checking it ran."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "mab", *args],
         cwd=cwd,
@@ -28,4 +31,4 @@ def run_importtime(*args: str, cwd: Path, timeout: float = 120) -> tuple[str, se
         for line in done.stderr.splitlines()
         if line.startswith("import time:")
     }
-    return done.stderr, modules
+    return done, modules

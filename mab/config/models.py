@@ -3,6 +3,11 @@
 The model is strict: unknown keys are rejected with the closest valid key suggested,
 platforms are normalised (``linux/arm64/v8`` -> ``linux/arm64``), and paths named in
 the file are checked to exist. Every problem is reported as ``FILE:LINE: FIELD: cause``.
+
+Every model defers building its validator (``defer_build``) to its first use: validating
+builds.yaml builds BuildsConfig's, which holds the nested models, so each nested model's
+own validator is built only where it is used alone; this saves about a tenth of a second
+at every start.
 """
 
 from __future__ import annotations
@@ -130,14 +135,14 @@ TagLiteral = Annotated[str, BeforeValidator(_scalar_to_str), AfterValidator(_tag
 
 
 class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     prefix: str = Field("", description="Put before every tag this rule makes.")
     suffix: str = Field("", description="Put after every tag this rule makes.")
 
 
 class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SemverOptions(_Options):
@@ -228,7 +233,7 @@ TagItem = Annotated[
 class Defaults(BaseModel):
     """What targets get when they do not say."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     tags: list[TagItem] | None = Field(None, min_length=1, description="Default tag rules.")
     labels: dict[str, ScalarStr] = Field(
@@ -280,7 +285,7 @@ PatternStr = Annotated[str, AfterValidator(_pattern)]
 class LoginCommand(BaseModel):
     """A command whose stdout is the password (cloud registries' short-lived tokens)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     command: str | list[str] = Field(
         description="Run without a shell; its stdout is the password, e.g. "
@@ -292,7 +297,7 @@ class RegistryAuth(BaseModel):
     """How to log in to one registry: credentials named by environment variable, or a
     login command. Values of secrets are never written in builds.yaml."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     username: str | None = Field(None, description="User name (not a secret).")
     username_env: EnvName | None = Field(None, description="Environment variable with it.")
@@ -327,7 +332,7 @@ class RegistryAuth(BaseModel):
 class Retention(BaseModel):
     """Which tags ``mab clean`` keeps. A tag is deleted only when no rule keeps it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     keep_last: Count | None = Field(
         None, ge=0, description="Keep the newest N versions (distinct images, by created time)."
@@ -395,7 +400,7 @@ RunnerLabels = Annotated[RunnerLabel | list[RunnerLabel], BeforeValidator(_runne
 class GitLabCIConfig(BaseModel):
     """GitLab CI specifics of ``mab ci generate gitlab``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     runner_tags: dict[PlatformStr, list[RunnerLabel]] = Field(
         default_factory=dict,
@@ -421,7 +426,7 @@ class CIConfig(BaseModel):
     """How the CI workflows that ``mab ci generate`` writes build: one job per platform on
     its runner, then one merge job. Secrets are named here, never given."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     runners: dict[PlatformStr, RunnerLabels] = Field(
         default_factory=dict,
@@ -516,7 +521,7 @@ class BuildSecret(BaseModel):
     BuildKit mounts it for the RUN steps that ask (``RUN --mount=type=secret,id=ID``); it
     is not written into any layer, the image's history or the build cache."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     file: str | None = Field(
         None, description="A file with the secret: absolute, or relative to builds.yaml."
@@ -580,7 +585,7 @@ class SigningConfig(BaseModel):
     """Sign the image index and every platform image with cosign (key-based, signatures
     stored as tags beside the image) before any tag is written."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     key: KeyReference | None = Field(
         None,
@@ -615,7 +620,7 @@ class SigningConfig(BaseModel):
 class SbomConfig(BaseModel):
     """BuildKit's SBOM attestation with a generator image of your choice."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     generator: str = Field(
         min_length=1,
@@ -628,7 +633,7 @@ class AttestationsConfig(BaseModel):
     """BuildKit attestations, one set per platform image, stored in the image index and
     linked to their image; the publish gates check they are there."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     provenance: ProvenanceMode = Field(
         "min",
@@ -650,7 +655,7 @@ class AttestationsConfig(BaseModel):
 class ScanConfig(BaseModel):
     """A vulnerability scanner run on every platform image, by digest, before any tag."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     command: ScanCommand = Field(
         description="Run in the folder of builds.yaml, without a shell (a string is split "
@@ -665,7 +670,7 @@ class ScanConfig(BaseModel):
 class SmokeTest(BaseModel):
     """A command run in the image of every platform (by digest; foreign ones under QEMU)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     command: CommandWords = Field(
         description="The container's command (docker run --rm IMAGE COMMAND); a string is "
@@ -682,7 +687,7 @@ class SmokeTest(BaseModel):
 class TargetConfig(BaseModel):
     """One image: built from a Dockerfile or a template, for one or more platforms."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     context: str = Field(".", description="Build context folder, relative to builds.yaml.")
     dockerfile: str | None = Field(
@@ -759,7 +764,7 @@ CacheTemplate = Annotated[str, AfterValidator(_cache_template)]
 class CacheConfig(BaseModel):
     """BuildKit cache, per target and platform (so parallel jobs never share one)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: Literal["registry", "local", "gha", "inline", "none"] = Field(
         "registry", description="Where the cache lives."
@@ -786,7 +791,7 @@ class CacheConfig(BaseModel):
 class BuilderConfig(BaseModel):
     """A buildx builder and the platforms it serves natively."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(description="buildx builder name (a docker context name for 'docker').")
     driver: Literal["docker", "docker-container", "remote", "kubernetes"] = Field(
@@ -920,6 +925,7 @@ class BuildsConfig(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        defer_build=True,
         title="mab builds.yaml",
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
     )
@@ -1163,10 +1169,13 @@ def _unwrap(tp: Any, next_key: str | None = None) -> Any:
 def _check_files(project: Project) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     path, base = project.path, project.base_dir
+    # thousands of targets may share one context and Dockerfile: each is looked at once
+    is_dir = functools.cache(Path.is_dir)
+    is_file = functools.cache(Path.is_file)
     for name, target in project.config.targets.items():
         tloc: Loc = ("targets", name)
         context = base / target.context
-        if not context.is_dir():
+        if not is_dir(context):
             issues.append(
                 ConfigIssue(
                     path,
@@ -1189,7 +1198,7 @@ def _check_files(project: Project) -> list[ConfigIssue]:
                 )
         else:
             dockerfile = context / (target.dockerfile or "Dockerfile")
-            if not dockerfile.is_file():
+            if not is_file(dockerfile):
                 issues.append(
                     ConfigIssue(
                         path,
@@ -1295,10 +1304,15 @@ def _context_warnings(project: Project) -> list[ConfigIssue]:
     but said, since everything in that folder is sent to the builder."""
     root = project.base_dir.resolve()
     warnings: list[ConfigIssue] = []
+    outside: dict[str, Path | None] = {}  # context as written -> resolved, if outside root
     for name, target in project.config.targets.items():
-        resolved = _resolved(project.base_dir / target.context)
-        if resolved.is_relative_to(root):
+        if target.context not in outside:
+            resolved = _resolved(project.base_dir / target.context)
+            outside[target.context] = None if resolved.is_relative_to(root) else resolved
+        resolved_outside = outside[target.context]
+        if resolved_outside is None:
             continue
+        resolved = resolved_outside
         if Path(target.context).is_absolute():
             how = "an absolute path"
         elif os.path.normpath(target.context).split(os.sep)[0] == os.pardir:

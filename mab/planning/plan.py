@@ -271,11 +271,15 @@ def make_plan(
     base = project.base_dir
     contexts = tuple(sorted(cfg.base_images.items()))
     plans: list[TargetPlan] = []
+    # thousands of targets share a handful of context folders: each path is made once
+    context_dirs: dict[str, Path] = {}
     for name, declared, chosen in selected:
         target = cfg.targets[name]
         version = _version(target, cfg, context)
         made = _tags(project, name, context, require_tags)
-        context_dir = resolved(base / target.context)
+        context_dir = context_dirs.get(target.context)
+        if context_dir is None:
+            context_dir = context_dirs[target.context] = resolved(base / target.context)
         if target.template is not None:
             found = templates.find_template(
                 target.template, base, allow_external=cfg.allow_external_templates
@@ -359,10 +363,14 @@ def selection(
         except PlatformValueError as exc:
             raise UsageError(f"--platform: {exc}") from None
     chosen: Selected = []
+    parsed: dict[tuple[str, ...], tuple[Platform, ...]] = {}  # most targets share one list
     for name, target in config.targets.items():
         if only_targets and name not in only_targets:
             continue
-        declared = _unique(Platform.parse(p) for p in (target.platforms or config.platforms))
+        texts = tuple(target.platforms or config.platforms)
+        declared = parsed.get(texts)
+        if declared is None:
+            declared = parsed[texts] = _unique(Platform.parse(p) for p in texts)
         kept = tuple(p for p in declared if not only or p in only)
         if kept:
             chosen.append((name, declared, kept))
@@ -416,7 +424,10 @@ def _unique(items: Any) -> tuple[Platform, ...]:
     return tuple(dict.fromkeys(items))
 
 
+@functools.lru_cache(maxsize=4096)
 def _relative(path: Path, base: Path) -> str:
+    """*path* relative to *base* when under it; cached, as thousands of targets share a
+    handful of folders and ``relative_to`` is slow."""
     try:
         return str(resolved(path).relative_to(resolved(base)))
     except ValueError:

@@ -20,15 +20,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import jinja2
 import semver
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
 from mab.config.models import (
     DateRule,
@@ -45,7 +41,6 @@ MAX_TAG = 128
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 _HASH = 8  # hex digits of sha256 appended to a tag cut to MAX_TAG
 _VERSION_FILE_MAX = 4096
-_TEMPLATE_TEXT_MAX = 4096  # a longer string built in a tag template is refused
 _NO_VERSION_HINT = {
     "auto": "pass --version X.Y.Z, tag HEAD vX.Y.Z, or write it to {file}",
     "cli": "pass --version X.Y.Z",
@@ -74,10 +69,20 @@ class TagContext:
     project_dir: Path = Path(".")
     # SOURCE_DATE_EPOCH: the env var, else the commit time (see mab.planning.labels)
     source_date_epoch: int | None = None
+    # version files read so far: thousands of targets name the same VERSION file
+    _read: dict[Path, str | None] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def empty(cls) -> TagContext:
         return cls(now=datetime(1970, 1, 1, tzinfo=UTC))
+
+    def version_file(self, path: Path) -> str | None:
+        """The text of version file *path*, read once per run."""
+        if path not in self._read:
+            self._read[path] = _version_file(path)
+        return self._read[path]
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ def resolve_version(options: SemverOptions, context: TagContext) -> tuple[str | 
         if git_tag and (options.source == "git" or parse_version(git_tag) is not None):
             return git_tag, f"git tag {git_tag}"
         if source == "file":
-            text = _version_file(context.project_dir / options.file)
+            text = context.version_file(context.project_dir / options.file)
             if text:
                 return text, str(options.file)
     return None, ""
@@ -177,39 +182,6 @@ def _values(context: TagContext, target: str, version: semver.Version | None) ->
         "date": context.now.strftime("%Y%m%d"),
         "datetime": context.now.strftime("%Y%m%d-%H%M%S"),
     }
-
-
-class _Sandbox(SandboxedEnvironment):
-    """Tag templates reach no Python (no ``__globals__``, no ``os``), and cannot build a
-    huge value with ``*`` or ``**`` (``{{ 'x' * 10**10 }}``) that would exhaust memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(
-        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
-    ) -> Any:
-        if operator == "**" and isinstance(right, int) and right > 64:
-            raise SecurityError(f"exponent {right} is too large for a tag")
-        if operator == "*" and (_too_long(left, right) or _too_long(right, left)):
-            raise SecurityError("the repeated text is too long for a tag")
-        return super().call_binop(context, operator, left, right)
-
-
-def _too_long(seq: Any, times: Any) -> bool:
-    sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
-    return sized and len(seq) * times > _TEMPLATE_TEXT_MAX
-
-
-_SANDBOX = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False)
-_SANDBOX.globals.pop("lipsum", None)  # tags need no filler text, of any length
-
-
-def _render(template: str, values: dict[str, object]) -> str:
-    """Render *template* (builds.yaml text) over *values*. The values (branch and tag
-    names, --env, ...) are data passed to the template, never part of its source."""
-    # A value this run does not have is undefined, so StrictUndefined names it.
-    defined = {k: v for k, v in values.items() if v is not None}
-    return _SANDBOX.from_string(template).render(defined)
 
 
 def _auto_version(context: TagContext) -> semver.Version | None:
@@ -405,17 +377,14 @@ def _pull_request(git: GitInfo, notes: list[str]) -> list[PlannedTag]:
 
 def _raw(index: int, text: str, kind: str, context: TagContext, target: str) -> list[PlannedTag]:
     if "{{" in text:
+        # jinja2 loads only for a rule that is a template (mab plan starts faster)
+        from mab.planning.tag_template import TagTemplateError, render  # noqa: PLC0415
+
         values = _values(context, target, _auto_version(context))
         try:
-            text = _render(text, values)
-        except jinja2.UndefinedError as exc:
-            raise TagRuleError(index, kind, f"{exc} in this run") from None
-        except SecurityError as exc:
-            raise TagRuleError(index, kind, f"template not allowed: {exc}") from None
-        except jinja2.TemplateError as exc:
-            raise TagRuleError(index, kind, f"template error: {exc}") from None
-        except Exception as exc:  # any failure of builds.yaml text is the rule's error
-            raise TagRuleError(index, kind, f"template error: {type(exc).__name__}") from None
+            text = render(text, values)
+        except TagTemplateError as exc:
+            raise TagRuleError(index, kind, str(exc)) from None
     return [PlannedTag(text, kind, floating=text == "latest")]
 
 

@@ -73,7 +73,8 @@ def test_unchanged_reruns_skip_and_keep_every_digest_outside_git(
     assert {t["status"] for t in first.values()} == {"published"}
     before = {tag: digest(f"{namespace}/{tag}") for tag in ("app:latest", "other:1.0")}
     # the fast path: no engine, no python-on-whales, no buildx process
-    stderr, loaded = run_importtime("build", "-f", str(path), cwd=tmp_path)
+    done, loaded = run_importtime("build", "-f", str(path), cwd=tmp_path)
+    stderr = done.stderr
     assert "python_on_whales" not in loaded
     # nor what other commands need: the doctor (and the checks it loads), cryptography
     assert not loaded & {"mab.doctor", "cryptography"}
