@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mab.engine.base import BuilderInfo, Engine
@@ -33,32 +34,34 @@ Builders = dict[str | None, BuilderInfo | Unreachable]
 def preflight(
     plan: Plan, engine: Engine, reporter: Reporter, *, signers: SignerFactory | None = Cosign
 ) -> Builders:
-    """Check the engine, every builder the plan routes to, the registry and (unless
+    """Check every builder the plan routes to (the engine itself only when one does not
+    answer: ``docker version`` would cost every run a process), the registry and (unless
     *signers* is None: nothing is published) the publish gates' tools and keys, before any
     work starts. Returns what each builder reported, by the name the plan uses."""
     check_secrets(plan, os.environ)
     for tool in check_gate_tools(plan, os.environ, signers) if signers is not None else ():
         reporter.notice(f"publish gates: {tool}")
-    engine.server_version()
     wanted: dict[str | None, set[str]] = {}
     for job in plan.jobs:
         wanted.setdefault(job.route.builder, set()).add(str(job.platform))
+    answers = _inspect(engine, list(wanted))
+    down = [a for a in answers.values() if isinstance(a, EngineError)]
+    if down:
+        # the engine itself down explains every builder at once: say that first
+        engine.server_version()
     builders: Builders = {}
-    down: list[EngineError] = []
     for name, platforms in wanted.items():
-        try:
-            info = engine.builder(name)
-        except EngineError as exc:
+        answer = answers[name]
+        if isinstance(answer, EngineError):
             if len(wanted) == 1:
-                raise
-            down.append(exc)
-            builders[name] = Unreachable(str(name), exc.message)
+                raise answer
+            builders[name] = Unreachable(str(name), answer.message)
             reporter.warning(
-                f"{exc.message}; its platforms ({', '.join(sorted(platforms))}) fail, the "
+                f"{answer.message}; its platforms ({', '.join(sorted(platforms))}) fail, the "
                 "other builders' are built"
             )
             continue
-        builders[name] = _check_builder(engine, info, platforms, reporter)
+        builders[name] = _check_builder(engine, answer, platforms, reporter)
     if len(down) == len(wanted):  # nothing could be built: say so once, as for one builder
         raise down[0]
     for _, route in plan.routes:
@@ -71,6 +74,25 @@ def preflight(
             f"its data lives in {local.data_dir}"
         )
     return builders
+
+
+def _inspect(
+    engine: Engine, names: list[str | None]
+) -> dict[str | None, BuilderInfo | EngineError]:
+    """Every builder's answer, asked at once (each ``buildx inspect`` is a process that
+    takes a few tenths of a second to start), in *names*' order."""
+    if len(names) == 1:
+        return {names[0]: _answer(engine, names[0])}
+    with ThreadPoolExecutor(max_workers=min(len(names), 4)) as pool:
+        futures = [pool.submit(_answer, engine, name) for name in names]
+        return {name: future.result() for name, future in zip(names, futures, strict=True)}
+
+
+def _answer(engine: Engine, name: str | None) -> BuilderInfo | EngineError:
+    try:
+        return engine.builder(name)
+    except EngineError as exc:
+        return exc
 
 
 def _check_builder(
