@@ -11,6 +11,22 @@
 # configuration (deb822 /etc/apt/sources.list.d/*.sources "URIs:" lines, or one-line
 # /etc/apt/sources.list{,.d/*.list} entries). MAB_DEBIAN_MIRROR overrides it.
 
+# mab_apt_install PKG... - install PKG... from the machine's own apt (after an update),
+# unless all are installed already. Under a lock shared by the scripts: scripts/demo runs
+# scripts/engine-up and scripts/make-mirrors --prefetch at the same time, and two apt-get
+# runs would fail on each other's dpkg lock.
+MAB_APT_LOCK=/var/lock/mab-apt.lock
+mab_apt_install() {
+    (
+        flock 8
+        if dpkg-query -W -f='${Status}\n' "$@" 2>/dev/null | grep -c '^install ok installed$' |
+            grep -qx "$#"; then
+            exit 0
+        fi
+        apt-get -q update && apt-get -q install -y --no-install-recommends "$@"
+    ) 8>"$MAB_APT_LOCK"
+}
+
 # Print the URI of the machine's main Debian mirror (no trailing slash).
 mab_debian_mirror() {
     if [[ -n "${MAB_DEBIAN_MIRROR:-}" ]]; then
