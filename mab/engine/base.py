@@ -65,6 +65,9 @@ class BuilderInfo:
     platforms: tuple[str, ...]
     status: str
     local: bool = False  # its BuildKit runs on this machine (docker driver, local socket)
+    # docker driver: its BuildKit worker says it runs on containerd (the image store
+    # multi-platform work needs); False when it does not say, so `docker info` is asked
+    containerd_worker: bool = False
 
     @property
     def pushes_by_digest(self) -> bool:

@@ -39,13 +39,20 @@ from mab.oci import RemoteManifest
 from mab.registry.credentials import login_failure
 from mab.scratch import scratch
 
+# A worker label only BuildKit's containerd worker sets (moby/buildkit worker/label): with
+# the docker driver, dockerd's BuildKit runs one exactly when dockerd uses the containerd
+# image store (the classic store's worker is dockerd's own).
+_CONTAINERD_WORKER = "org.mobyproject.buildkit.worker.containerd.namespace"
+
 
 def _builder_info(builder: Any) -> BuilderInfo:
     platforms: list[str] = []
     status = "unknown"
+    containerd = False
     for node in builder.nodes or []:
         platforms.extend(node.platforms or [])
         status = node.status or status
+        containerd = containerd or _CONTAINERD_WORKER in (node.labels or {})
     endpoint = os.environ.get("DOCKER_HOST", "unix://")
     return BuilderInfo(
         name=str(builder.name),
@@ -53,6 +60,7 @@ def _builder_info(builder: Any) -> BuilderInfo:
         platforms=tuple(dict.fromkeys(platforms)),
         status=status,
         local=builder.driver in ("docker", "docker-container") and endpoint.startswith("unix://"),
+        containerd_worker=containerd,
     )
 
 

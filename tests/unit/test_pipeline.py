@@ -16,6 +16,7 @@ from mab.errors import EngineError
 from mab.pipeline import emulation
 from mab.pipeline.audit import run_verify
 from mab.pipeline.build import run_build
+from mab.pipeline.preflight import preflight
 from mab.pipeline.promote import promote
 from mab.pipeline.results import JobStatus, TargetStatus
 from mab.planning.plan import Plan, make_plan
@@ -113,6 +114,30 @@ def test_unlisted_platform_accepted_when_host_emulates_it(
 def test_docker_driver_without_containerd_store_is_refused(plan: Plan) -> None:
     with pytest.raises(EngineError, match="containerd image store"):
         run(plan, FakeEngine(driver="docker", containerd=False))
+
+
+def test_a_containerd_worker_spares_the_docker_info_call(
+    plan: Plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docker driver's worker labels say containerd: no `docker info` is asked (it
+    would say the classic store here, and the run would be refused)."""
+    engine = FakeEngine(driver="docker", containerd=False)
+    monkeypatch.setattr(
+        FakeEngine,
+        "builder",
+        lambda self, name: BuilderInfo(
+            "default", "docker", self.offered, "running", local=True, containerd_worker=True
+        ),
+    )
+    builders = preflight(plan, engine, Recorder(), signers=None)
+    assert builders[None] == engine.builder(None)
+    with pytest.raises(EngineError, match="containerd image store"):  # what it would say
+        monkeypatch.setattr(
+            FakeEngine,
+            "builder",
+            lambda self, name: BuilderInfo("default", "docker", self.offered, "running"),
+        )
+        preflight(plan, engine, Recorder(), signers=None)
 
 
 def test_verify_detects_missing_tag(plan: Plan) -> None:
