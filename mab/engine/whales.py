@@ -45,6 +45,37 @@ from mab.scratch import scratch
 _CONTAINERD_WORKER = "org.mobyproject.buildkit.worker.containerd.namespace"
 
 
+class _LsNode(pydantic.BaseModel):
+    """A node in ``docker buildx ls --format json``."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True)
+
+    endpoint: str | None = pydantic.Field(None, alias="Endpoint")
+    status: str | None = pydantic.Field(None, alias="Status")
+    platforms: list[str] | None = pydantic.Field(None, alias="Platforms")
+    labels: dict[str, str] | None = pydantic.Field(None, alias="Labels")
+
+
+class _LsBuilder(pydantic.BaseModel):
+    """A line of ``docker buildx ls --format json``: one builder, whether it is the
+    current one, and the error buildx met asking it (e.g. the engine down)."""
+
+    name: str = pydantic.Field(alias="Name")
+    driver: str = pydantic.Field("", alias="Driver")
+    current: bool = pydantic.Field(False, alias="Current")
+    err: str = pydantic.Field("", alias="Err")
+    nodes: list[_LsNode] | None = pydantic.Field(None, alias="Nodes")
+
+
+def _listed_builders(text: str) -> list[_LsBuilder]:
+    try:
+        return [_LsBuilder.model_validate_json(line) for line in text.splitlines() if line]
+    except pydantic.ValidationError as exc:
+        raise EngineError(
+            f"docker buildx ls: unexpected output from buildx ({exc.error_count()} errors)"
+        ) from exc
+
+
 def _builder_info(builder: Any) -> BuilderInfo:
     platforms: list[str] = []
     status = "unknown"
@@ -276,19 +307,37 @@ class DockerEngine:
                 _run([*self._docker.docker_cmd, *argv[1:]])
 
     def builder(self, name: str | None) -> BuilderInfo:
-        # Asked first without --bootstrap: a running builder answers at once, and a remote
-        # one whose BuildKit is down says "inactive" in 0.2 s, where bootstrapping it would
-        # wait 20 s for the connection before failing. Others (a docker-container builder
-        # not started yet) are bootstrapped.
+        # One `buildx ls --format json` (python-on-whales' inspect runs `buildx inspect`,
+        # then that very ls: two processes of 0.3 s), asked without bootstrapping: a
+        # running builder answers at once, and a remote one whose BuildKit is down says
+        # "inactive" in 0.2 s, where bootstrapping it would wait 20 s for the connection
+        # before failing. Others (a docker-container builder not started yet) are
+        # bootstrapped. A builder buildx cannot reach (the engine down) carries the error.
         shown = name or "current"
-        proc.echo(["docker", "buildx", "inspect", *([name] if name else [])])
+        argv = ["buildx", "ls", "--format", "json"]
+        proc.echo(["docker", *argv])
         try:
             with self._translate(f"cannot use buildx builder '{shown}'"):
-                builder = self._docker.buildx.inspect(name)
+                text = _run([*self._docker.docker_cmd, *argv], return_stderr=False)
         except EngineError:
             # buildx itself missing or broken says so (asked only now: 0.25 s each run)
             self.buildx_version()
             raise
+        listed = _listed_builders(str(text))
+        builder = next((b for b in listed if (b.name == name if name else b.current)), None)
+        if builder is None:
+            known = ", ".join(b.name for b in listed) or "none"
+            raise EngineError(
+                f"cannot use buildx builder '{shown}': buildx has no builder of that name "
+                f"(it has: {known})",
+                hint="create it (docker buildx create --name NAME ...), or name one of "
+                "those in builds.yaml or --builder",
+            )
+        if builder.err:
+            raise EngineError(
+                f"cannot use buildx builder '{shown}': {_first_error_line(builder.err)}",
+                hint="`mab doctor` checks the whole set-up",
+            )
         info = _builder_info(builder)
         if info.status == "running":
             return info
@@ -302,8 +351,8 @@ class DockerEngine:
             )
         proc.echo(["docker", "buildx", "inspect", "--bootstrap", *([name] if name else [])])
         with self._translate(f"cannot use buildx builder '{shown}'"):
-            builder = self._docker.buildx.inspect(name, bootstrap=True)
-        return _builder_info(builder)
+            started = self._docker.buildx.inspect(name, bootstrap=True)
+        return _builder_info(started)
 
     # --- build --------------------------------------------------------------------------
 
