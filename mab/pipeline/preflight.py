@@ -79,8 +79,10 @@ def preflight(
 def _inspect(
     engine: Engine, names: list[str | None]
 ) -> dict[str | None, BuilderInfo | EngineError]:
-    """Every builder's answer, asked at once (each ``buildx inspect`` is a process that
-    takes a few tenths of a second to start), in *names*' order."""
+    """Every builder's answer, asked at once (each is a ``buildx ls`` process of a few
+    tenths of a second), in *names*' order. Each process lists every builder, so with
+    several builders the same list is read several times: one list for all of them would
+    need an Engine call of its own."""
     if len(names) == 1:
         return {names[0]: _answer(engine, names[0])}
     with ThreadPoolExecutor(max_workers=min(len(names), 4)) as pool:
