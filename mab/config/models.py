@@ -1304,10 +1304,11 @@ def _context_warnings(project: Project) -> list[ConfigIssue]:
     but said, since everything in that folder is sent to the builder."""
     root = project.base_dir.resolve()
     warnings: list[ConfigIssue] = []
-    outside: dict[str, Path | None] = {}  # context as written -> resolved, if outside root
+    # context as written -> resolved, if outside root: resolved once per distinct context
+    outside: dict[str, Path | None] = {}
     for name, target in project.config.targets.items():
         if target.context not in outside:
-            resolved = _resolved(project.base_dir / target.context)
+            resolved = (project.base_dir / target.context).resolve()
             outside[target.context] = None if resolved.is_relative_to(root) else resolved
         resolved_outside = outside[target.context]
         if resolved_outside is None:
@@ -1357,9 +1358,3 @@ def _arg_warnings(project: Project) -> list[ConfigIssue]:
 
 def json_schema() -> dict[str, Any]:
     return BuildsConfig.model_json_schema()
-
-
-@functools.lru_cache(maxsize=4096)
-def _resolved(path: Path) -> Path:
-    """``path.resolve()`` once per path: many targets share a context folder."""
-    return path.resolve()

@@ -271,7 +271,7 @@ def make_plan(
     base = project.base_dir
     contexts = tuple(sorted(cfg.base_images.items()))
     plans: list[TargetPlan] = []
-    # thousands of targets share a handful of context folders: each path is made once
+    # thousands of targets share a handful of context folders: each is resolved once
     context_dirs: dict[str, Path] = {}
     for name, declared, chosen in selected:
         target = cfg.targets[name]
@@ -279,7 +279,7 @@ def make_plan(
         made = _tags(project, name, context, require_tags)
         context_dir = context_dirs.get(target.context)
         if context_dir is None:
-            context_dir = context_dirs[target.context] = resolved(base / target.context)
+            context_dir = context_dirs[target.context] = (base / target.context).resolve()
         if target.template is not None:
             found = templates.find_template(
                 target.template, base, allow_external=cfg.allow_external_templates
@@ -427,15 +427,8 @@ def _unique(items: Any) -> tuple[Platform, ...]:
 @functools.lru_cache(maxsize=4096)
 def _relative(path: Path, base: Path) -> str:
     """*path* relative to *base* when under it; cached, as thousands of targets share a
-    handful of folders and ``relative_to`` is slow."""
+    handful of folders and resolving and ``relative_to`` are slow."""
     try:
-        return str(resolved(path).relative_to(resolved(base)))
+        return str(path.resolve().relative_to(base.resolve()))
     except ValueError:
         return str(path)
-
-
-@functools.lru_cache(maxsize=4096)
-def resolved(path: Path) -> Path:
-    """``path.resolve()``, once per path per run: thousands of targets share a handful of
-    context folders, and each resolve is a chain of system calls."""
-    return path.resolve()
