@@ -65,6 +65,10 @@ class BuildError(MabError):
     """A platform image failed to build or push."""
 
 
+class PushError(BuildError):
+    """A built image failed to reach the registry (mab's upload of BuildKit's layout)."""
+
+
 class PublishError(MabError):
     """Writing an image index under its tags failed."""
 

@@ -955,7 +955,13 @@ class BuildsConfig(BaseModel):
         "serves it natively, else to one that emulates it (slower).",
     )
     cache: CacheConfig = Field(default_factory=CacheConfig, description="Build cache.")
-    concurrency: Count = Field(4, ge=1, le=64, description="Platform builds run at once.")
+    concurrency: Count = Field(
+        4,
+        ge=1,
+        le=64,
+        description="buildx builds run at once (one builds a target's platforms together, "
+        "or one platform).",
+    )
     allow_external_templates: bool = Field(
         False,
         description="Let template: name a .j2 file outside the folder of builds.yaml (an "

@@ -21,7 +21,9 @@ from mab.platforms import Platform
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """One platform image to build and push by digest into *repository*."""
+    """One platform image to build and push by digest into *repository*; with *also*,
+    more platforms of the same target in the same build (one buildx call, whose result
+    is an index over them all)."""
 
     context: Path
     dockerfile: Path
@@ -48,14 +50,26 @@ class BuildRequest:
     provenance: str | None = None
     sbom: bool = False
     sbom_generator: str | None = None
+    also: tuple[Platform, ...] = ()
+
+    @property
+    def platforms(self) -> tuple[Platform, ...]:
+        return (self.platform, *self.also)
+
+    @property
+    def platform_list(self) -> str:
+        """The platforms as buildx's ``--platform`` takes them (and errors name them)."""
+        return ",".join(str(p) for p in self.platforms)
 
 
 @dataclass(frozen=True)
 class BuildOutcome:
-    digest: str
+    digest: str  # the image's manifest (or index: attestations, several platforms)
     cached_steps: int  # Dockerfile steps BuildKit answered from cache
     steps: int  # Dockerfile steps in the build
     build_ref: str = ""  # BUILDER/NODE/ID, as `docker buildx history` knows it
+    # a build of several platforms: (cached, total) steps of each, by platform string
+    platform_steps: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,13 +89,35 @@ class BuilderInfo:
         return self.driver != "docker"
 
 
-_STEP_RE = re.compile(r"^#(\d+) \[[^\]]*?\b\d+/\d+\]")
+_STEP_RE = re.compile(r"^#(\d+) \[([^\]]*?)\b\d+/\d+\]")
 _CACHED_RE = re.compile(r"^#(\d+) CACHED\b")
 
 
-def count_steps(log: list[str]) -> tuple[int, int]:
-    """(cached, total) Dockerfile steps in a BuildKit plain-progress log."""
-    steps = {m.group(1) for line in log if (m := _STEP_RE.match(line))}
+_OS_NAMES = frozenset({"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "wasip1"})
+
+
+def step_platform(label: str) -> str:
+    """The target platform a BuildKit step label names: ``linux/amd64->arm64`` (a step on
+    the build platform, for arm64) is ``linux/arm64``."""
+    source, arrow, target = label.partition("->")
+    if not arrow:
+        return source
+    os_name, _, _ = source.partition("/")
+    if target.partition("/")[0] in _OS_NAMES:  # another OS: named in full
+        return target
+    return f"{os_name}/{target}"  # arm64, arm/v7: the same OS
+
+
+def count_steps(log: list[str], platform: str | None = None) -> tuple[int, int]:
+    """(cached, total) Dockerfile steps in a BuildKit plain-progress log; with
+    *platform*, only the steps of that platform in a build of several, which BuildKit
+    names ``#12 [linux/arm64 build 2/4] RUN ...``."""
+    steps = {
+        m.group(1)
+        for line in log
+        if (m := _STEP_RE.match(line))
+        and (platform is None or step_platform(m.group(2).split(" ", 1)[0]) == platform)
+    }
     cached = {m.group(1) for line in log if (m := _CACHED_RE.match(line))}
     return len(steps & cached), len(steps)
 

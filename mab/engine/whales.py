@@ -121,7 +121,7 @@ def _build_argv(request: BuildRequest, output: Mapping[str, str], metadata: Path
     argv = ["docker"]
     if request.docker_context:
         argv += ["--context", request.docker_context]
-    argv += ["buildx", "build", "--progress=plain", f"--platform={request.platform}"]
+    argv += ["buildx", "build", "--progress=plain", f"--platform={request.platform_list}"]
     if request.builder:
         argv.append(f"--builder={request.builder}")
     argv += ["--file", str(request.dockerfile)]
@@ -396,7 +396,7 @@ class DockerEngine:
                 stream: Iterator[str] = docker.buildx.build(
                     request.context,
                     file=request.dockerfile,
-                    platforms=[str(request.platform)],
+                    platforms=[str(p) for p in request.platforms],
                     build_args=dict(request.build_args),
                     build_contexts=dict(request.build_contexts),
                     labels=dict(request.labels),
@@ -423,7 +423,7 @@ class DockerEngine:
                 detail = _tail("\n".join(log) or exc.stderr)
                 if "exec format error" in detail:
                     detail += (
-                        f"\nno emulator ran {request.platform} code: register QEMU for it "
+                        f"\nno emulator ran {request.platform_list} code: register QEMU for it "
                         "(sudo scripts/engine-up here, or docker run --privileged --rm "
                         "tonistiigi/binfmt --install all)"
                     )
@@ -435,16 +435,18 @@ class DockerEngine:
                         f"or does not answer ({first.removeprefix('ERROR: ')})"
                     )
                 raise BuildError(
-                    f"build of {request.platform} failed: {first}", hint=detail
+                    f"build of {request.platform_list} failed: {first}", hint=detail
                 ) from exc
             try:
                 meta: dict[str, Any] = json.loads(metadata.read_text())
                 cached, steps = count_steps(log)
                 ref = str(meta.get("buildx.build.ref", ""))
-                return BuildOutcome(str(meta["containerimage.digest"]), cached, steps, ref)
+                several = request.platforms if request.also else ()
+                each = {str(p): count_steps(log, str(p)) for p in several}
+                return BuildOutcome(str(meta["containerimage.digest"]), cached, steps, ref, each)
             except (OSError, ValueError, KeyError) as exc:
                 raise BuildError(
-                    f"build of {request.platform} finished but buildx wrote no image digest"
+                    f"build of {request.platform_list} finished but buildx wrote no image digest"
                 ) from exc
 
     # --- build checks (buildx --call=check) -----------------------------------------------

@@ -1,9 +1,11 @@
 """The build pipeline: plan -> render -> build -> publish -> verify -> report.
 
 ``run_build`` is the typed API behind ``mab build``; the CLI only formats its results.
-Platform builds run concurrently (bounded by ``concurrency``). A target is published
-only when every one of its platforms built and was pushed; then its index is written
-under its tags and read back. A failing target never stops the others.
+Builds run concurrently (bounded by ``concurrency``): a target's platforms on one builder
+in one buildx call where they can share it (mab.pipeline.together), else one call per
+platform. A target is published only when every one of its platforms built and was
+pushed; then its index is written under its tags and read back. A failing target never
+stops the others.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 from mab import proc
 from mab.config.defaults import in_ci
 from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest, Engine
-from mab.errors import BuildError, MabError
+from mab.errors import BuildError, MabError, PushError
+from mab.pipeline import together
 from mab.pipeline.gates import Gates
 from mab.pipeline.inputs import TargetInputs
 from mab.pipeline.inputs import compute as compute_inputs
@@ -38,6 +41,7 @@ from mab.pipeline.skip import Verdict, judge, with_created
 from mab.planning import render
 from mab.planning.cache import cache_options, fill_spec, should_export
 from mab.planning.plan import Job, Plan, TargetPlan
+from mab.platforms import Platform
 from mab.registry.base import RegistryFactory, split_repository
 from mab.scratch import scratch
 from mab.signing import Cosign, SignerFactory
@@ -114,7 +118,8 @@ def build_and_push(
     registries: RegistryFactory,
     on_retry: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
-    """Build one platform image and get it into the registry by digest, with no tag.
+    """Build one platform image (or, with ``request.also``, an index of several) and get
+    it into the registry by digest, with no tag.
 
     *direct*: BuildKit pushes it. Otherwise (buildx's docker driver) BuildKit writes an OCI
     layout that mab uploads (each retried request reported to *on_retry*); the layout is
@@ -127,16 +132,29 @@ def build_and_push(
         outcome = engine.build(request, on_line, oci_layout=layout)
         digest = outcome.digest
         host, repo = split_repository(request.repository)
-        on_line(f"pushing {request.platform} by digest to {request.repository}")
+        on_line(f"pushing {request.platform_list} by digest to {request.repository}")
         try:
             with registries(host, on_retry=on_retry) as registry:
                 pushed = registry.push_layout(layout, repo)
         except MabError as exc:
-            raise BuildError(f"push of {request.platform} failed: {exc.message}", exc.hint) from exc
+            raise PushError(
+                f"push of {request.platform_list} failed: {exc.message}", exc.hint
+            ) from exc
         if pushed.digest != digest:
-            raise BuildError(f"push of {request.platform}: pushed {pushed.digest}, built {digest}")
+            raise PushError(
+                f"push of {request.platform_list}: pushed {pushed.digest}, built {digest}"
+            )
         on_line(f"pushed {digest} ({pushed.blobs_sent} blobs sent, {pushed.blobs_skipped} present)")
         return outcome
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """What one build thread runs: one job, or a target's jobs built together by
+    *request* (mab.pipeline.together)."""
+
+    jobs: list[Job]
+    request: BuildRequest | None
 
 
 @dataclass
@@ -157,6 +175,112 @@ class _Run:
     export_cache: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
     signers: SignerFactory = Cosign  # the publish gates' signer (tests pass a fake)
+    # set on Ctrl-C/SIGTERM before the builds are stopped: no build starts after it
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def units(self, plan: Plan, dockerfiles: Mapping[str, Path]) -> list[_Unit]:
+        """The builds to run: each target's platforms on one builder together in one
+        buildx call where they can share one (mab.pipeline.together), else one each."""
+        out: list[_Unit] = []
+        for jobs in together.batches(plan.jobs):
+            builder = self.builders[jobs[0].route.builder]
+            request = None
+            if len(jobs) > 1 and not isinstance(builder, Unreachable):
+                dockerfile = dockerfiles[jobs[0].target.name]
+                request = together.combine(
+                    [
+                        _request(
+                            self.plan,
+                            job,
+                            builder,
+                            dockerfile,
+                            self.no_cache,
+                            export_cache=self.export_cache,
+                        )
+                        for job in jobs
+                    ]
+                )
+            if request is None:
+                out.extend(_Unit([job], None) for job in jobs)
+            else:
+                out.append(_Unit(jobs, request))
+        return out
+
+    def build_unit(self, unit: _Unit, dockerfile: Path) -> None:
+        if unit.request is None or not self.build_together(unit.jobs, unit.request):
+            for job in unit.jobs:
+                if self.stopping.is_set():  # interrupted: the rest stay cancelled
+                    return
+                self.build_one(job, dockerfile)
+
+    def build_together(self, jobs: list[Job], request: BuildRequest) -> bool:
+        """One buildx call for *jobs* (one target's platforms, one builder). False when the
+        build failed: nothing is recorded, and the caller builds each platform alone to
+        find the one that fails. A failed push fails every platform at once: pushing each
+        alone would only ask the same registry again."""
+        results = {r.platform: r for r in self.results[jobs[0].target.name].platforms}
+        mine = {job.platform: results[job.platform] for job in jobs}
+        with self.lock:
+            for result in mine.values():
+                result.status = JobStatus.BUILDING
+        for job in jobs:
+            self.reporter.job_started(job)
+        builder = self.builders[jobs[0].route.builder]
+        assert not isinstance(builder, Unreachable)
+        t0 = self.clock()
+        warn = jobs[0].target.name
+        try:
+            outcome = build_and_push(
+                self.engine,
+                request,
+                on_line=together.LogRouter(jobs, self.reporter.job_log),
+                direct=builder.pushes_by_digest,
+                registries=self.registries,
+                on_retry=lambda message: self.reporter.warning(f"[{warn}] {message}"),
+            )
+        except MabError as exc:
+            if isinstance(exc, PushError) or "failed to push" in exc.message:
+                self._failed(jobs, mine, exc, self.clock() - t0)
+                return True
+            if self.stopping.is_set():  # killed by the interrupt, not a failure
+                return False
+            self.reporter.notice(
+                f"[{warn}] the build of {request.platform_list} together failed "
+                f"({exc.message}); building each platform alone to tell which fails"
+            )
+            return False
+        try:
+            host, repo = split_repository(request.repository)
+            with self.registries(host, on_retry=None) as client:
+                digests = together.split_index(client, repo, outcome.digest, request.platforms)
+        except MabError as exc:
+            self._failed(jobs, mine, exc, self.clock() - t0)
+            return True
+        took = self.clock() - t0
+        for job in jobs:
+            result = mine[job.platform]
+            each = outcome.platform_steps.get(str(job.platform))
+            with self.lock:
+                result.status = JobStatus.BUILT
+                result.pushed_digest = digests[job.platform]
+                result.cached_steps, result.steps = each or (outcome.cached_steps, outcome.steps)
+                result.builder, result.build_ref = builder.name, outcome.build_ref
+                result.duration = took
+            self.reporter.job_finished(job, result)
+        return True
+
+    def _failed(
+        self, jobs: list[Job], mine: dict[Platform, PlatformResult], exc: MabError, took: float
+    ) -> None:
+        for job in jobs:
+            result = mine[job.platform]
+            with self.lock:
+                result.status = JobStatus.FAILED
+                result.error = exc.message
+                result.duration = took
+            self.reporter.job_finished(job, result)
+        if exc.hint:
+            self.reporter.job_log(jobs[0], exc.hint)
 
     def build_one(self, job: Job, dockerfile: Path) -> None:
         results = self.results[job.target.name].platforms
@@ -322,14 +446,15 @@ def _build_all(run: _Run, plan: Plan, dockerfiles: dict[str, Path]) -> KeyboardI
         ThreadPoolExecutor(2, thread_name_prefix="mab-publish") as publishers,
     ):
         futures = {
-            builds.submit(run.build_one, job, dockerfiles[job.target.name]): job
-            for job in plan.jobs
+            builds.submit(run.build_unit, unit, dockerfiles[unit.jobs[0].target.name]): unit
+            for unit in run.units(plan, dockerfiles)
         }
         try:
             for future in as_completed(futures):
                 future.result()
-                target = futures[future].target
-                remaining[target.name] -= 1
+                unit = futures[future]
+                target = unit.jobs[0].target
+                remaining[target.name] -= len(unit.jobs)
                 if remaining[target.name] == 0:
                     publishing.append(publishers.submit(run.finish, target))
             for pub in publishing:
@@ -337,6 +462,7 @@ def _build_all(run: _Run, plan: Plan, dockerfiles: dict[str, Path]) -> KeyboardI
         except KeyboardInterrupt as exc:
             # stop the builds now (their docker calls), let a publish that has started
             # finish (the pools wait for it), then say what stands
+            run.stopping.set()
             for f in futures:
                 f.cancel()
             proc.terminate_children()
@@ -470,7 +596,7 @@ def _failures(failed: Iterable[PlatformResult]) -> str:
     for r in failed:
         if r.status is JobStatus.CANCELLED:
             parts.append(f"{r.platform} was cancelled")
-        elif (r.error or "").startswith("push of"):
+        elif (r.error or "").startswith("push of") or "failed to push" in (r.error or ""):
             parts.append(f"{r.platform} failed to push")
         else:
             parts.append(f"{r.platform} failed to build")

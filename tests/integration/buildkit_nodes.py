@@ -140,7 +140,12 @@ class BuildRecord:
 
     @property
     def image_digest(self) -> str | None:
-        """The digest of the image (or index) the build exported, if it exported one."""
+        """The digest of the image (or index) the build exported, if it exported one: what
+        the exporter answered (a build of several platforms pushes an index of them),
+        else the build's result."""
+        pushed = self.exporter_response.get("containerimage.digest")
+        if pushed:
+            return pushed
         result = self.raw.get("Result") or {}
         digest = (result.get("ResultDeprecated") or {}).get("digest")
         if digest is None:

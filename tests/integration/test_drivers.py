@@ -270,17 +270,33 @@ def test_two_nodes_each_build_the_platforms_routed_to_them(
     built = {name: {p for r in rs for p in r.platforms} for name, rs in records.items()}
     assert built == {node1.name: {"linux/amd64"}, node2.name: {"linux/arm64", "linux/arm/v7"}}
     assert all(r.ok for rs in records.values() for r in rs), records
-    # ... and the images in the published indexes are the ones those builds exported
+    # ... and the images in the published indexes are the ones those builds exported: a
+    # node's record names what its build pushed, the image itself or, for platforms built
+    # together (node2's two), the index of them that mab split per platform
     exported_by = {
         r.image_digest: name for name, rs in records.items() for r in rs if r.image_digest
     }
     for target in demo.run.report["targets"]:
+        repository = f"{demo.registry}/{target['name']}"
+        listed = {d: _listed(f"{repository}@{d}") for d in exported_by}
         for p in target["platforms"]:
             node = node1 if p["platform"] == "linux/amd64" else node2
-            assert exported_by.get(p["pushed_digest"]) == node.name, (target["name"], p)
+            sources = {exported_by[d] for d, inside in listed.items() if p["digest"] in inside}
+            assert exported_by.get(p["pushed_digest"], node.name) == node.name, p
+            assert sources == {node.name}, (target["name"], p)
             assert p["builder"] == fleet.names[nodes.index(node)]
             index = crane_json("manifest", f"{demo.registry}/{target['name']}@{p['pushed_digest']}")
             assert p["digest"] in {m["digest"] for m in index["manifests"]}
+
+
+def _listed(ref: str) -> set[str]:
+    """The digests *ref* stands for: itself and, for an index, its entries (nothing when
+    the repository has no such manifest)."""
+    try:
+        document = crane_json("manifest", ref)
+    except (subprocess.CalledProcessError, ValueError):
+        return set()
+    return {ref.rsplit("@", 1)[1], *(m["digest"] for m in document.get("manifests", []))}
 
 
 # --- failure isolation ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Self
@@ -24,7 +24,7 @@ from mab.engine.base import (
     RunResult,
 )
 from mab.errors import BuildError, EngineError, RegistryError
-from mab.oci import INDEX_TYPES, Descriptor, Manifest, RemoteManifest
+from mab.oci import INDEX_TYPES, Descriptor, Manifest, RemoteManifest, index_bytes
 from mab.pipeline.results import PlatformResult, Reporter, TargetResult
 from mab.planning.plan import Job
 from mab.registry.base import Pushed, Registry, RegistryFactory
@@ -120,12 +120,15 @@ class FakeEngine:
         platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64", "linux/arm/v7"),
         driver: str = "docker-container",
         containerd: bool = True,
+        failure: str = "exit code 1",  # what a failing build says
     ) -> None:
         self.fail = fail
+        self.failure = failure
         self.offered = platforms
         self.driver = driver
         self.containerd = containerd
-        self.builds: list[BuildRequest] = []
+        self.builds: list[BuildRequest] = []  # one per platform image built
+        self.together: list[BuildRequest] = []  # builds of several platforms, as asked
         self.built: list[str] = []
         self.store = Store()
 
@@ -195,10 +198,48 @@ class FakeEngine:
         oci_layout: Path | None = None,
     ) -> BuildOutcome:
         assert oci_layout is None, "the fake stands for a builder that pushes by digest"
+        if request.also:
+            return self._build_several(request, on_line)
+        return self._build_one(request, on_line)
+
+    def _build_several(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuildOutcome:
+        """Several platforms in one build, as BuildKit does them: one failing platform
+        fails the build (nothing is recorded); else each platform's image is built as
+        alone (and counted in ``builds``), and an index of them is pushed by digest."""
+        singles = [replace(request, platform=p, also=()) for p in request.platforms]
+        self.together.append(request)
+        on_line(f"#1 building {request.platform_list}")
+        failing = [s for s in singles if self.fail(s)]
+        if failing:
+            raise BuildError(
+                f"build of {request.platform_list} failed: {self.failure}", hint="#5 ERROR"
+            )
+        outcomes = [self._build_one(s, lambda line: None) for s in singles]
+        entries: list[Descriptor] = []
+        for single, outcome in zip(singles, outcomes, strict=True):
+            media, data = self.store.blobs[request.repository][outcome.digest]
+            if media == INDEX:  # an image and its attestation: BuildKit lists both
+                entries.extend(Descriptor.from_json(m) for m in json.loads(data)["manifests"])
+            else:
+                entries.append(Descriptor(IMAGE, outcome.digest, len(data), single.platform))
+        body = index_bytes(entries, {})
+        digest = digest_of(body)
+        self.store.blobs[request.repository][digest] = (INDEX, body)
+        return BuildOutcome(
+            digest,
+            sum(o.cached_steps for o in outcomes),
+            sum(o.steps for o in outcomes),
+            platform_steps={
+                str(s.platform): (o.cached_steps, o.steps)
+                for s, o in zip(singles, outcomes, strict=True)
+            },
+        )
+
+    def _build_one(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuildOutcome:
         self.builds.append(request)
         on_line(f"#1 building {request.platform}")
         if self.fail(request):
-            raise BuildError(f"build of {request.platform} failed: exit code 1", hint="#5 ERROR")
+            raise BuildError(f"build of {request.platform} failed: {self.failure}", hint="#5 ERROR")
         body = json.dumps(
             {
                 "mediaType": IMAGE,

@@ -289,13 +289,8 @@ class AttestingEngine(FakeEngine):
     per-platform index of the image and a provenance attestation that differs on every
     build (BuildKit records a build id and times in it)."""
 
-    def build(
-        self,
-        request: BuildRequest,
-        on_line: Callable[[str], None],
-        oci_layout: Path | None = None,
-    ) -> BuildOutcome:
-        outcome = super().build(request, on_line, oci_layout)
+    def _build_one(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuildOutcome:
+        outcome = super()._build_one(request, on_line)
         blobs = self.store.blobs[request.repository]
         attestation = json.dumps({"mediaType": IMAGE, "build": uuid.uuid4().hex}).encode()
         blobs[digest_of(attestation)] = (IMAGE, attestation)
