@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -10,6 +11,7 @@ from pathlib import Path
 from mab.engine.base import Engine
 from mab.pipeline.build import prepare, publish_target, render_dockerfiles
 from mab.pipeline.digests import DigestRecord
+from mab.pipeline.gates import check_gate_tools
 from mab.pipeline.results import (
     JobStatus,
     PlatformResult,
@@ -22,6 +24,7 @@ from mab.planning.plan import Plan
 from mab.platforms import Platform
 from mab.registry.base import RegistryFactory
 from mab.scratch import scratch
+from mab.signing import Cosign, SignerFactory
 
 
 def run_merge(
@@ -33,11 +36,18 @@ def run_merge(
     registries: RegistryFactory,
     force: bool = False,
     clock: Callable[[], float] = time.monotonic,
+    signers: SignerFactory = Cosign,
 ) -> RunReport:
     """Publish targets from the digest files of a split build (``mab merge``): the same
     rules as ``mab build``: a target is published only when every declared platform is
-    there, its index is written by digest, immutable tags, verify, then floating tags."""
+    there, its index is written by digest, immutable tags, verify, then floating tags.
+
+    The publish gates run here (the build jobs push by digest only), so their tools and
+    keys are checked first, as ``mab build``'s preflight does: a missing key or cosign
+    fails the merge before any index is written, naming every problem at once."""
     started = clock()
+    for tool in check_gate_tools(plan, os.environ, signers):
+        reporter.notice(f"publish gates: {tool}")
     report = RunReport(command="merge", registry=plan.registry)
     with scratch("mab-render-") as tmp:  # the same inputs the jobs recorded, for the index
         plan, inputs = prepare(plan, render_dockerfiles(plan, Path(tmp)), registries, reporter)
@@ -73,7 +83,14 @@ def run_merge(
             continue
         full = replace(target, platforms=target.declared_platforms)
         publish_target(
-            engine, full, result, reporter, registries, force=force, inputs=inputs.get(target.name)
+            engine,
+            full,
+            result,
+            reporter,
+            registries,
+            force=force,
+            inputs=inputs.get(target.name),
+            signers=signers,
         )
     report.duration = clock() - started
     return report

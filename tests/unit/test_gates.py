@@ -25,7 +25,9 @@ from mab.errors import BuildError, ConfigError
 from mab.oci import OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest, cosign_tag, digest_of
 from mab.pipeline.audit import run_verify
 from mab.pipeline.build import run_build
+from mab.pipeline.digests import DigestRecord
 from mab.pipeline.gates import attestation_problems
+from mab.pipeline.merge import run_merge
 from mab.pipeline.promote import promote
 from mab.pipeline.results import RunReport, TargetStatus
 from mab.planning.plan import Plan, make_plan
@@ -300,6 +302,35 @@ def test_preflight_names_every_missing_tool_and_key_before_any_build(
     assert "the scanner 'no-such-scanner-here' was not found" in message
     assert caught.value.hint and "cosign generate-key-pair" in caught.value.hint
     assert engine.builds == []
+
+
+def test_merge_checks_the_gates_before_it_publishes(
+    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split build's jobs push by digest only; the merge runs the publish gates, so it
+    checks their tools and keys first, as a build does, and writes nothing when one is
+    missing."""
+    monkeypatch.delenv("COSIGN_PASSWORD", raising=False)
+    engine = FakeEngine()
+    plan = make_plan(load_project(write_config(SIGNED)))
+    job = run_build(plan, engine, Recorder(), by_digest_only=True, registries=engine.registry)
+    records = [
+        DigestRecord(t.name, p.platform, t.repository, str(p.pushed_digest))
+        for t in job.targets
+        for p in t.platforms
+    ]
+    with pytest.raises(BuildError) as caught:
+        run_merge(
+            plan,
+            engine,
+            records,
+            Recorder(),
+            registries=engine.registry,
+            signers=lambda p: FakeSigner(engine, p),
+        )
+    assert "cosign.key does not exist" in caught.value.message
+    assert "COSIGN_PASSWORD (the signing key's password) is not set" in caught.value.message
+    assert engine.store.tags == {}
 
 
 # --- attestations ---------------------------------------------------------------------------
