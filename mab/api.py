@@ -621,6 +621,7 @@ def _doctor_setup(file: Path | None) -> checkup.Setup:
         environ=dict(os.environ),
         now=datetime.now(UTC),
         commit_time=info.commit_time if info and info.commit_time else None,
+        base=base,
     )
 
 
@@ -632,10 +633,11 @@ def doctor(
     stored_user: Callable[[str], str | None] | None = None,
 ) -> checkup.Report:
     """``mab doctor``: check the docker CLI, engine, buildx, builders, image store, QEMU
-    for every declared platform, registries and their stored credentials, disk space,
-    SOURCE_DATE_EPOCH and the clock. *file* None: ./builds.yaml when there is one.
-    *registries* (default: ``RegistryClient``) pings a registry with the credentials
-    docker stored; *stored_user* names the user they are for."""
+    for every declared platform, registries and their stored credentials, the publish
+    gates' tools and keys, disk space, SOURCE_DATE_EPOCH and the clock. *file* None:
+    ./builds.yaml when there is one. *registries* (default: ``RegistryClient``) pings a
+    registry with the credentials docker stored; *stored_user* names the user they are
+    for."""
     from mab import doctor as checkup
 
     return checkup.run(

@@ -27,9 +27,12 @@ from mab.config.models import BuildsConfig
 from mab.engine.base import BuilderInfo, Engine, EngineInfo
 from mab.errors import MabError
 from mab.pipeline import emulation
+from mab.pipeline.gates import GATES_HINT, gate_problems
 from mab.planning.plan import route
+from mab.planning.supply import gates_for
 from mab.platforms import Platform, PlatformValueError
 from mab.registry import server
+from mab.signing import Cosign, SignerFactory
 
 LOW_DISK = 2 << 30  # warn below 2 GiB free
 FULL_DISK = 512 << 20  # fail below 512 MiB free
@@ -453,6 +456,32 @@ def check_registry(
     return Check(name, False, f"GET /v2/ answered {status}", "check the host name and port")
 
 
+# --- publish gates ---------------------------------------------------------------------------
+
+
+def check_gates(
+    config: BuildsConfig, base: Path, environ: Mapping[str, str], signers: SignerFactory
+) -> Check:
+    """The signing and scan gates builds.yaml configures can run: cosign runs and can
+    sign, key files exist, the key and password variables are set (never read into a
+    message), the scanner is found. The same checks ``mab build`` and ``mab merge`` run
+    before they start."""
+    name = "publish gates"
+    used = [
+        (target, gates)
+        for target in config.targets
+        if (gates := gates_for(config, target, base)).signing is not None or gates.scan is not None
+    ]
+    if not used:
+        return Check(name, True, "none configured (no signing: or scan: in builds.yaml)")
+    problems, checked = gate_problems(used, environ, signers)
+    if problems:
+        return Check(name, False, "; ".join(problems), GATES_HINT)
+    ran = ", ".join(checked) or "no signing"
+    count = f"{len(used)} target{'s' if len(used) != 1 else ''}"
+    return Check(name, True, f"{ran}; keys, variables and scanners there for {count}")
+
+
 # --- disk, SOURCE_DATE_EPOCH, clock ---------------------------------------------------------
 
 
@@ -539,6 +568,8 @@ class Setup:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     commit_time: int | None = None
     binfmt: Path = emulation.BINFMT
+    base: Path = field(default_factory=Path.cwd)  # builds.yaml's folder: key paths are relative
+    signers: SignerFactory = Cosign  # the publish gates' signer (tests pass a fake)
 
 
 def local_engine(environ: Mapping[str, str]) -> bool:
@@ -555,7 +586,7 @@ def run(
     free: Callable[[Path], tuple[Path, int]] = free_bytes,
 ) -> Report:
     """Every check, in the order a fix is best made: CLI, engine, buildx, builders,
-    image store, QEMU, registries, disk, SOURCE_DATE_EPOCH, clock."""
+    image store, QEMU, registries, publish gates, disk, SOURCE_DATE_EPOCH, clock."""
     report = Report()
     add = report.checks.append
     local = local_engine(setup.environ)
@@ -588,6 +619,8 @@ def run(
     for host in registry_hosts(config, setup.registry):
         is_embedded = host == embedded and server.local_port(host) is not None
         add(check_registry(host, registries, stored_user, embedded=is_embedded))
+    if config is not None:
+        add(check_gates(config, setup.base, setup.environ, setup.signers))
     prune = "free space: docker builder prune (build cache), docker image prune -a"
     if info is None:
         add(_skipped("disk (engine)", "no engine"))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -320,10 +320,32 @@ def check_gate_tools(
 ) -> list[str]:
     """Before any build: the configured gates can run. Raises BuildError listing every
     missing tool, key file and variable, with the fixes; returns what was checked."""
+    problems, checked = gate_problems(((t.name, t.gates) for t in plan.targets), environ, signers)
+    if problems:
+        raise BuildError("publish gates cannot run: " + "; ".join(problems), hint=GATES_HINT)
+    return checked
+
+
+GATES_HINT = (
+    "install what is missing (cosign: sudo scripts/engine-up here, or your distribution's "
+    "cosign package), make a key pair with cosign generate-key-pair in the folder of "
+    "builds.yaml, export the password variable (empty for a key without one), or fix "
+    "signing:/scan: in builds.yaml"
+)
+
+
+def gate_problems(
+    targets: Iterable[tuple[str, GatePlan]],
+    environ: Mapping[str, str],
+    signers: SignerFactory = Cosign,
+) -> tuple[list[str], list[str]]:
+    """(every problem that would stop the gates of *targets* (name, gates), what was
+    checked and runs: "cosign ..."). Each signing set-up is asked of cosign once; no key
+    or password is ever read into a message, only whether it is there."""
     problems: list[str] = []
     checked: dict[SigningPlan, str] = {}
-    for target in plan.targets:
-        gates, where = target.gates, f"target '{target.name}'"
+    for name, gates in targets:
+        where = f"target '{name}'"
         signing = gates.signing
         if signing is not None:
             if signing.key_file is not None and not signing.key_file.is_file():
@@ -344,12 +366,4 @@ def check_gate_tools(
                     problems.append(exc.message)
         if gates.scan is not None and not _program_found(gates.scan.argv[0], gates.scan.cwd):
             problems.append(f"{where}: the scanner '{gates.scan.argv[0]}' was not found")
-    if problems:
-        raise BuildError(
-            "publish gates cannot run: " + "; ".join(dict.fromkeys(problems)),
-            hint="install what is missing (cosign: sudo scripts/engine-up here, or your "
-            "distribution's cosign package), make a key pair with cosign generate-key-pair in "
-            "the folder of builds.yaml, export the password variable (empty for a key without "
-            "one), or fix signing:/scan: in builds.yaml",
-        )
-    return [c for c in checked.values() if c]
+    return list(dict.fromkeys(problems)), [c for c in dict.fromkeys(checked.values()) if c]

@@ -142,6 +142,27 @@ def test_doctor_passes_here(tmp_path: Path, namespace: str) -> None:
     assert checks["registry localhost:5000"]["status"] == "ok"
 
 
+def test_doctor_checks_the_signing_gate_with_debians_cosign(tmp_path: Path, namespace: str) -> None:
+    path = make_project(tmp_path, namespace, "linux/amd64")
+    signing = "signing: {key: cosign.key, public_key: cosign.pub}\n"
+    path.write_text(path.read_text().replace("targets:", signing + "targets:"))
+    password = "doctor-Pa55-not-shown"
+    code, checks, output = _doctor(path, tmp_path, COSIGN_PASSWORD=password)
+    assert code == 1 and checks["publish gates"]["status"] == "problem", output
+    assert "cosign.key does not exist" in checks["publish gates"]["detail"]
+    subprocess.run(
+        ["cosign", "generate-key-pair"],
+        cwd=tmp_path,
+        env={**os.environ, "COSIGN_PASSWORD": password},
+        check=True,
+        capture_output=True,
+    )
+    code, checks, output = _doctor(path, tmp_path, COSIGN_PASSWORD=password)
+    assert checks["publish gates"]["status"] == "ok", checks["publish gates"]
+    assert checks["publish gates"]["detail"].startswith("cosign ")  # Debian's says "devel"
+    assert password not in output
+
+
 def test_doctor_without_an_engine_names_it(tmp_path: Path, namespace: str) -> None:
     path = make_project(tmp_path, namespace)
     result = run_mab(

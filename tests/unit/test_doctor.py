@@ -17,8 +17,10 @@ from mab import api, doctor
 from mab.cli.main import app
 from mab.config.models import BuildsConfig, load_project
 from mab.errors import RegistryError
+from mab.signing import SignerFactory
 
 from .fakes import FakeEngine
+from .test_gates import FakeSigner
 
 runner = CliRunner()
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -88,6 +90,7 @@ def _check(
     binfmt: Path | None = None,
     commit_time: int | None = None,
     free: Callable[[Path], tuple[Path, int]] = _plenty,
+    signers: SignerFactory | None = None,
 ) -> dict[str, doctor.Check]:
     if config is None:
         config = load_project(_config(tmp_path)).config
@@ -98,6 +101,8 @@ def _check(
         now=NOW,
         commit_time=commit_time,
         binfmt=binfmt or _binfmt(tmp_path, "qemu-aarch64", "qemu-arm"),
+        base=tmp_path,
+        signers=signers or (lambda plan: FakeSigner(FakeEngine(), plan)),
     )
     report = doctor.run(engine or FakeEngine(), pinger or Pinger(), lambda host: user, setup, free)
     return {c.name: c for c in report.checks}
@@ -256,6 +261,31 @@ def test_unreachable_registry_is_a_problem_but_the_embedded_one_a_warning(
     local = _check(tmp_path, config=load_project(path).config, pinger=down)
     assert local["registry localhost:5000"].status == "warning"
     assert "`mab build` starts the embedded registry" in local["registry localhost:5000"].detail
+
+
+def test_publish_gates_are_checked_without_showing_a_secret(tmp_path: Path) -> None:
+    plain = _check(tmp_path)["publish gates"]
+    assert plain.status == "ok" and "none configured" in plain.detail
+    signed = "signing: {key: cosign.key, public_key: cosign.pub}\n"
+    config = load_project(_config(tmp_path, extra=signed)).config
+    missing = _check(tmp_path, config=config, environ={"HOME": "/root"})["publish gates"]
+    assert missing.status == "problem"
+    assert "cosign.key does not exist" in missing.detail
+    assert "COSIGN_PASSWORD (the signing key's password) is not set" in missing.detail
+    assert "cosign generate-key-pair" in missing.fix
+    (tmp_path / "cosign.key").write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+    (tmp_path / "cosign.pub").write_text("-----BEGIN PUBLIC KEY-----\n")
+    environ = {"COSIGN_PASSWORD": PASSWORD}
+    fine = _check(tmp_path, config=config, environ=environ)["publish gates"]
+    assert fine.status == "ok" and fine.detail.startswith("cosign v2.5.0"), fine.detail
+    gone = _check(
+        tmp_path,
+        config=config,
+        environ=environ,
+        signers=lambda plan: FakeSigner(FakeEngine(), plan, missing="cosign"),
+    )["publish gates"]
+    assert gone.status == "problem" and "cosign was not found on PATH" in gone.detail
+    assert PASSWORD not in json.dumps([c.to_dict() for c in (missing, fine, gone)])
 
 
 def test_disk_low_warns_and_full_fails(tmp_path: Path) -> None:
