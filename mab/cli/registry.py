@@ -391,7 +391,8 @@ def registry_rm(
 
     The registry removes every tag on that digest, so mab refuses when another tag points
     at it, or when a tagged index references it, unless --force. Deleting an index also
-    deletes its platform manifests that nothing else references.
+    deletes its platform manifests that nothing else references, and cosign's signature,
+    attestation and SBOM tags about what it deleted.
     """
     from mab.registry.query import client, parse_ref
     from mab.registry.retention import remove
@@ -406,6 +407,8 @@ def registry_rm(
     _say(f"deleted {removed.digest}{tags}", "green")
     if removed.children:
         _say(f"  and {len(removed.children)} manifests only it referenced", "green")
+    if removed.signatures:
+        _say(f"  and cosign's tags about them: {', '.join(removed.signatures)}", "green")
     _gc_step(parsed.host)
 
 

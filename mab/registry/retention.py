@@ -288,11 +288,13 @@ def apply(
 
 @dataclass(frozen=True)
 class Removed:
-    """What ``remove`` deleted: the digest, the manifests only it referenced, its tags."""
+    """What ``remove`` deleted: the digest, the manifests only it referenced, its tags,
+    and cosign's tags (signatures, attestations, SBOMs) about any of those manifests."""
 
     digest: str
     children: list[str]
     tags: list[str]
+    signatures: list[str] = field(default_factory=list)
 
 
 def remove(
@@ -301,7 +303,8 @@ def remove(
     """Delete one manifest or index by digest (``mab registry rm``), and the manifests it
     references that nothing else in the repository does. Refused when another tag points
     at it or a tagged index references it (deleting by digest removes it from all of
-    them), unless *force*."""
+    them), unless *force*. cosign's tags about the deleted manifests go with them, as
+    ``mab clean`` does: a signature of nothing would stay in the repository for ever."""
     infos = list_tags(registry, repo)
     on_it = [i.tag for i in infos if i.digest == digest]
     others = [t for t in on_it if t != tag]
@@ -327,4 +330,14 @@ def remove(
     registry.delete_manifest(repo, digest)
     for child in children:
         registry.delete_manifest(repo, child)
-    return Removed(digest, children, on_it)
+    gone = {digest, *children}
+    signatures: list[str] = []
+    for info in infos:
+        subject = cosign_subject(info.tag)
+        if subject is None or subject[0] not in gone:
+            continue
+        if info.digest not in gone:  # two tags on one manifest: deleted once
+            registry.delete_manifest(repo, info.digest)
+            gone.add(info.digest)
+        signatures.append(info.tag)
+    return Removed(digest, children, on_it, signatures)

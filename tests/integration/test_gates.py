@@ -278,6 +278,36 @@ def test_signed_attested_build_verifies_with_cosign_and_follows_a_promotion(
     )
 
 
+def test_registry_rm_takes_cosigns_signature_tags_with_the_image(
+    project: Path, registry: OwnRegistry
+) -> None:
+    path = project / "builds.yaml"
+    path.write_text(
+        f"registry: {registry.host}\n"
+        "platforms: [linux/amd64, linux/arm64]\n"
+        f"base_images: {{busybox:1.35: {BUSYBOX}}}\n"
+        "cache: {type: none}\n"
+        "signing: {key: cosign.key, public_key: cosign.pub}\n"
+        "targets:\n"
+        "  app: {context: app, tags: ['1.0.0']}\n"
+    )
+    built = run_mab("build", "-f", str(path), cwd=project, env=ENV)
+    assert built.code == 0, built.output
+    repository = f"{registry.host}/app"
+    index = crane("digest", f"{repository}:1.0.0").stdout.strip()
+    signed = [index, *images_of(f"{repository}@{index}").values()]
+    signatures = {f"{d.replace(':', '-')}.sig" for d in signed}
+    assert signatures <= set(crane("ls", repository).stdout.split())  # index and images
+
+    removed = run_mab("registry", "rm", f"{repository}:1.0.0", cwd=project, env=ENV)
+    assert removed.code == 0, removed.output
+    assert "and cosign's tags about them: " in removed.stderr
+    assert crane("ls", repository).stdout.split() == []  # no signature of nothing is left
+    for digest in signed:
+        gone = crane("manifest", f"{repository}@{digest}", check=False)
+        assert gone.returncode != 0 and "MANIFEST_UNKNOWN" in gone.stderr, gone.stderr
+
+
 def test_a_failing_gate_leaves_only_its_target_untagged(
     tmp_path: Path, project: Path, registry: OwnRegistry
 ) -> None:
