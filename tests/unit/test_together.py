@@ -220,5 +220,20 @@ def test_per_platform_cache_exports_keep_the_builds_apart(
 
 
 @pytest.fixture
-def plan_of(write_config: Callable[[str], Path]) -> Callable[[str], Plan]:
+def plan_of(
+    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], Plan]:
+    """Plans made outside CI: with CI=true (as in .ci/run) the default cache export is on,
+    one ref per platform, and the platforms build apart (see the test above)."""
+    monkeypatch.delenv("CI", raising=False)
     return lambda text: make_plan(load_project(write_config(text)))
+
+
+def test_in_ci_the_default_cache_export_keeps_the_builds_apart(
+    plan_of: Callable[[str], Plan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")  # cache.export: auto exports in CI, one ref per platform
+    engine = FakeEngine()
+    assert run(plan_of(CONFIG), engine, Recorder()).ok
+    assert engine.together == []
+    assert len(engine.builds) == 6
