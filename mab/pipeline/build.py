@@ -178,6 +178,11 @@ class _Run:
     # set on Ctrl-C/SIGTERM before the builds are stopped: no build starts after it
     stopping: threading.Event = field(default_factory=threading.Event)
 
+    def request(self, job: Job, builder: BuilderInfo, dockerfile: Path) -> BuildRequest:
+        return _request(
+            self.plan, job, builder, dockerfile, self.no_cache, export_cache=self.export_cache
+        )
+
     def units(self, plan: Plan, dockerfiles: Mapping[str, Path]) -> list[_Unit]:
         """The builds to run: each target's platforms on one builder together in one
         buildx call where they can share one (mab.pipeline.together), else one each."""
@@ -187,19 +192,7 @@ class _Run:
             request = None
             if len(jobs) > 1 and not isinstance(builder, Unreachable):
                 dockerfile = dockerfiles[jobs[0].target.name]
-                request = together.combine(
-                    [
-                        _request(
-                            self.plan,
-                            job,
-                            builder,
-                            dockerfile,
-                            self.no_cache,
-                            export_cache=self.export_cache,
-                        )
-                        for job in jobs
-                    ]
-                )
+                request = together.combine([self.request(job, builder, dockerfile) for job in jobs])
             if request is None:
                 out.extend(_Unit([job], None) for job in jobs)
             else:
@@ -295,14 +288,7 @@ class _Run:
                 raise BuildError(f"not built: {builder.message}")
             outcome = build_and_push(
                 self.engine,
-                _request(
-                    self.plan,
-                    job,
-                    builder,
-                    dockerfile,
-                    self.no_cache,
-                    export_cache=self.export_cache,
-                ),
+                self.request(job, builder, dockerfile),
                 on_line=lambda line: self.reporter.job_log(job, line),
                 direct=builder.pushes_by_digest,
                 registries=self.registries,
