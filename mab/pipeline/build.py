@@ -232,7 +232,7 @@ class _Run:
                 on_retry=lambda message: self.reporter.warning(f"[{warn}] {message}"),
             )
         except MabError as exc:
-            if isinstance(exc, PushError) or "failed to push" in exc.message:
+            if isinstance(exc, PushError) or _push_failed(exc.message):
                 self._failed(jobs, mine, exc, self.clock() - t0)
                 return True
             if self.stopping.is_set():  # killed by the interrupt, not a failure
@@ -576,13 +576,20 @@ def record_digests(
     reporter.target_finished(result)
 
 
+def _push_failed(message: str) -> bool:
+    """Whether a build error is about the push, not the build: mab's upload of BuildKit's
+    layout raises PushError ("push of ..."); BuildKit pushing by itself (a
+    docker-container builder) fails its build with "failed to push"."""
+    return message.startswith("push of") or "failed to push" in message
+
+
 def _failures(failed: Iterable[PlatformResult]) -> str:
     """Which platforms failed, and at which step (a build, or the push after it)."""
     parts = []
     for r in failed:
         if r.status is JobStatus.CANCELLED:
             parts.append(f"{r.platform} was cancelled")
-        elif (r.error or "").startswith("push of") or "failed to push" in (r.error or ""):
+        elif _push_failed(r.error or ""):
             parts.append(f"{r.platform} failed to push")
         else:
             parts.append(f"{r.platform} failed to build")
