@@ -97,6 +97,14 @@ def test_labels_and_annotations_read_back_with_crane(tmp_path: Path, namespace: 
         assert labels["org.example.team"] == "platform"
     assert digest(f"{repo}:{sha[:7]}") == digest(f"{repo}:3.2.1")
     assert "t0ken" not in result.output
+    # mab verify reads the labels back (one imagetools call with the index) and notices
+    # one that builds.yaml now plans differently
+    verified = run_mab("verify", "-f", str(path), "--version", "3.2.1", cwd=tmp_path)
+    assert verified.code == 0, verified.output
+    path.write_text(path.read_text().replace("team: platform", "team: other"))
+    drifted = run_mab("verify", "-f", str(path), "--version", "3.2.1", cwd=tmp_path)
+    assert drifted.code == 1, drifted.output
+    assert "labels missing or different: ['org.example.team']" in drifted.output
 
 
 def test_registry_faults_mid_publish_keep_old_tags_and_rerun_completes(

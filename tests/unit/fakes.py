@@ -283,11 +283,12 @@ class FakeEngine:
             doc.get("annotations") or {},
         )
 
-    def image_labels(self, ref: str) -> dict[str, dict[str, str]]:
+    def inspect_labeled(self, ref: str) -> tuple[RemoteManifest, dict[str, dict[str, str]]]:
         manifest = self.inspect(ref)
         if manifest.media_type not in INDEX_TYPES:
-            return {"": self.store.labels[manifest.digest]}
-        return {str(d.platform): self.store.labels[d.digest] for d in manifest.images}
+            return manifest, {"": self.store.labels[manifest.digest]}
+        labels = {str(d.platform): self.store.labels[d.digest] for d in manifest.images}
+        return manifest, labels
 
     def copy_index(self, source: str, targets: list[str]) -> None:
         repo, digest = self._resolve(source)

@@ -17,7 +17,7 @@ import pytest
 
 from mab.config.models import load_project
 from mab.errors import RegistryError, UsageError
-from mab.oci import INDEX_TYPES
+from mab.oci import INDEX_TYPES, RemoteManifest
 from mab.pipeline.build import run_build
 from mab.pipeline.results import RunReport, TargetStatus
 from mab.planning.plan import Plan, make_plan
@@ -84,10 +84,10 @@ def test_no_tag_moves_before_the_index_is_verified(
     assert build(plan_for(path, "1.0.0"), engine).ok
     before = dict(engine.store.tags[REPO])
 
-    def broken(ref: str) -> dict[str, dict[str, str]]:
-        raise RegistryError(f"cannot read image configs of {ref}: connection refused")
+    def broken(ref: str) -> tuple[RemoteManifest, dict[str, dict[str, str]]]:
+        raise RegistryError(f"cannot inspect {ref}: connection refused")
 
-    monkeypatch.setattr(engine, "image_labels", broken)
+    monkeypatch.setattr(engine, "inspect_labeled", broken)
     report = build(plan_for(path, "1.1.0"), engine)
     error = report.targets[0].error or ""
     assert "connection refused" in error and "no tag was written or moved" in error
