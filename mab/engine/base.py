@@ -91,6 +91,9 @@ class BuilderInfo:
 
 _STEP_RE = re.compile(r"^#(\d+) \[([^\]]*?)\b\d+/\d+\]")
 _CACHED_RE = re.compile(r"^#(\d+) CACHED\b")
+# A blob BuildKit fetches for a step: "#7 sha256:<hex> 109B / 109B 0.0s done", "#7 extracting
+# sha256:<hex> 0.0s done".
+_BLOB_RE = re.compile(r"^#(\d+) (?:extracting )?sha256:[0-9a-f]{64}\b")
 
 
 _OS_NAMES = frozenset({"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "wasip1"})
@@ -111,15 +114,25 @@ def step_platform(label: str) -> str:
 def count_steps(log: list[str], platform: str | None = None) -> tuple[int, int]:
     """(cached, total) Dockerfile steps in a BuildKit plain-progress log; with
     *platform*, only the steps of that platform in a build of several, which BuildKit
-    names ``#12 [linux/arm64 build 2/4] RUN ...``."""
-    steps = {
-        m.group(1)
-        for line in log
-        if (m := _STEP_RE.match(line))
-        and (platform is None or step_platform(m.group(2).split(" ", 1)[0]) == platform)
-    }
+    names ``#12 [linux/arm64 build 2/4] RUN ...``.
+
+    A step is cached when BuildKit logs it ``CACHED``, or when it is not a ``FROM`` and
+    BuildKit fetched blobs for it: a result pulled lazily from a remote cache (the
+    registry cache after the local one is gone) is logged as blob downloads and ``DONE``,
+    often with no ``CACHED`` line. A step that runs fetches no blobs of its own (its
+    parents' lazy blobs are logged under the parents); a ``FROM``'s blobs are the base
+    image, pulled, not cached."""
+    steps: set[str] = set()
+    pulled_from: set[str] = set()  # FROM steps: their blobs are the base image
+    for line in log:
+        m = _STEP_RE.match(line)
+        if m and (platform is None or step_platform(m.group(2).split(" ", 1)[0]) == platform):
+            steps.add(m.group(1))
+            if line[m.end() :].lstrip().startswith("FROM "):
+                pulled_from.add(m.group(1))
     cached = {m.group(1) for line in log if (m := _CACHED_RE.match(line))}
-    return len(steps & cached), len(steps)
+    fetched = {m.group(1) for line in log if (m := _BLOB_RE.match(line))} - pulled_from
+    return len(steps & (cached | fetched)), len(steps)
 
 
 class Engine(Protocol):

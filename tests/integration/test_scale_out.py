@@ -232,9 +232,10 @@ def test_registry_cache_restores_steps_after_the_local_cache_is_gone(
     assert p1["cached_steps"] == 0 and p1["steps"] >= 3, (p1, first.output)  # all ran once
     # Every step came from the registry: the very same image. A step run again would write
     # its files anew (new mtimes: mab asks for no rewrite-timestamp), so a new layer digest.
-    # BuildKit's log is no proof here: a step whose result it pulls lazily from a remote
-    # cache shows as blob downloads and DONE, not CACHED (seen in CI, and with plain buildx:
-    # 2 of 3 steps CACHED, the same image), so the count is only checked to be non-zero.
     assert p2["digest"] == p1["digest"], (p1, p2, second.output)
+    # The count is only checked to be non-zero: a step whose result BuildKit pulls lazily
+    # from a remote cache is logged as blob downloads and DONE, with no CACHED line (seen
+    # in CI); count_steps counts those (its unit test has such a log), but whether a step
+    # shows either depends on what the engine's content store still holds.
     assert 1 <= p2["cached_steps"] <= p2["steps"] == p1["steps"], (p2, second.output)
     assert shutil.which("crane")

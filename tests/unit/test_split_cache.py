@@ -87,6 +87,30 @@ def test_count_steps_from_plain_progress() -> None:
     assert count_steps(log) == (2, 4)
 
 
+def test_steps_pulled_lazily_from_a_remote_cache_count_as_cached() -> None:
+    """BuildKit 0.26 (docker driver), a mode=max registry cache imported after
+    ``docker buildx prune -af``: step 3's result (and step 2's, under step 3) is fetched
+    as blobs. Seen with and without a CACHED line; the FROM's blobs are the base image."""
+    blob = "sha256:" + "8" * 64
+    log = [
+        "#5 [1/4] FROM localhost:5000/mirror/busybox:1.35@sha256:" + "0" * 64,
+        "#5 sha256:" + "a" * 64 + " 2.21MB / 2.21MB 0.1s done",
+        "#5 extracting sha256:" + "a" * 64 + " 0.1s done",
+        "#5 DONE 0.2s",
+        "#6 [2/4] RUN echo step-one > /one",
+        "#6 CACHED",
+        "#7 [3/4] RUN echo step-two > /two",
+        f"#7 {blob} 109B / 109B 0.0s done",
+        f"#7 extracting {blob} 0.0s done",
+        "#7 DONE 0.2s",
+        '#8 [4/4] RUN echo "2" > /three',
+        "#8 DONE 0.2s",
+        "#9 exporting to image",
+        f"#9 exporting manifest {blob} done",
+    ]
+    assert count_steps(log) == (2, 4)
+
+
 def test_digest_files_round_trip_and_errors(tmp_path: Path) -> None:
     records = [
         digests.DigestRecord("api", ARM, "r.test/x/api", "sha256:" + "a" * 64),
