@@ -323,3 +323,67 @@ def test_plain_http_to_a_tls_registry_is_explained() -> None:
 def test_parse_ref(text: str, host: str, repo: str, tag: str | None, digest: str | None) -> None:
     ref = parse_ref(text)
     assert (ref.host, ref.repo, ref.tag, ref.digest) == (host, repo, tag, digest)
+
+
+def test_a_plain_http_registry_verifies_tls_where_it_redirects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain-HTTP registry's client makes its https transport (and loads the CA bundle,
+    30-40 ms) only when a redirect leads there, e.g. blob storage; it verifies it then."""
+    import http.server
+    import ssl
+    import threading
+
+    from mab.registry import tls as registrytls
+
+    files = registrytls.write_tls_files(tmp_path / "tls", "t", ("localhost",))
+
+    class Storage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"name": "team/app", "tags": ["stored"]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert, files.key)
+    storage.socket = context.wrap_socket(storage.socket, server_side=True)
+    tls_port = storage.server_address[1]
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", f"https://localhost:{tls_port}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    registry = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    for server in (storage, registry):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"localhost:{registry.server_address[1]}"
+    monkeypatch.setenv("MAB_DOCKER_CERTS_DIR", str(tmp_path / "certs.d"))
+    monkeypatch.delenv("MAB_CA_BUNDLE", raising=False)
+    try:
+        quick = RetryPolicy(attempts=1, max_seconds=1.0)
+        with RegistryClient(host, retry=quick) as client:
+            assert client._base.startswith("http://")
+            lazy = client._http._transport_for_url(httpx.URL(f"https://localhost:{tls_port}/"))
+            assert getattr(lazy, "_real", "?") is None  # no TLS set up yet
+            with pytest.raises(RegistryError, match="unknown authority"):
+                client.list_tags("team/app")
+        monkeypatch.setenv("MAB_CA_BUNDLE", str(files.ca_cert))
+        with RegistryClient(host, retry=quick) as client:
+            assert client.list_tags("team/app") == ["stored"]
+    finally:
+        for server in (storage, registry):
+            server.shutdown()
+            server.server_close()
