@@ -46,7 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mab.config.models import load_project  # noqa: E402
+from mab.config.project import load_project  # noqa: E402
 from mab.pipeline.build import render_dockerfiles  # noqa: E402
 from mab.planning.plan import make_plan  # noqa: E402
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mab.config.defaults import default_registry
-from mab.config.models import BuilderConfig, Project, load_project
-from mab.config.models import builder_files as config_files
+from mab.config.models import BuilderConfig
+from mab.config.project import Project, load_project
+from mab.config.project import builder_files as config_files
 from mab.errors import EngineError, MabError, RegistryError, UsageError
 from mab.planning import git
 from mab.planning.cache import parse_spec

@@ -37,7 +37,8 @@ from mab.config.install import (
     default_install,
     running_version,
 )
-from mab.config.models import BuildsConfig, CIConfig, Project, RegistryAuth
+from mab.config.models import BuildsConfig, CIConfig, RegistryAuth
+from mab.config.project import Project
 from mab.planning.plan import selection
 from mab.platforms import Platform
 

@@ -15,7 +15,7 @@ from mab import api
 from mab.cli.console import err, out
 from mab.cli.guard import command, guarded
 from mab.cli.options import FileOpt, sub_app
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.secrets import redact
 
 builders_app = sub_app(

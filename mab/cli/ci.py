@@ -19,7 +19,7 @@ from mab.cli.console import err
 from mab.cli.guard import command
 from mab.cli.options import FileOpt, TargetOpt, sub_app
 from mab.config.defaults import default_registry
-from mab.config.models import Project, load_project
+from mab.config.project import Project, load_project
 from mab.errors import UsageError
 
 ci_app = sub_app(

@@ -32,7 +32,7 @@ from mab.cli.options import (
     sub_app,
 )
 from mab.config.defaults import default_registry
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.errors import RegistryError, UsageError
 from mab.oci import short_digest
 from mab.pipeline.results import human_size

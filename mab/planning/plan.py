@@ -18,12 +18,12 @@ from mab.config.models import (
     BuilderConfig,
     BuildsConfig,
     CacheConfig,
-    Project,
     SemverOptions,
     SemverRule,
     TagItem,
     TargetConfig,
 )
+from mab.config.project import Project
 from mab.config.yamlsource import Loc
 from mab.errors import ConfigError, ConfigIssue, UsageError
 from mab.planning import labels, templates

@@ -11,7 +11,8 @@ import getpass
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mab.config.models import BuildsConfig, load_project
+from mab.config.models import BuildsConfig
+from mab.config.project import load_project
 from mab.errors import RegistryError, UsageError
 from mab.registry import credentials
 from mab.registry.client import RegistryClient

@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mab.cli.main import app
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.errors import BuildError, ConfigError
 from mab.pipeline.build import run_build
 from mab.pipeline.preflight import check_secrets

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from mab.ci import generate as ci
 from mab.cli.main import app
 from mab.config import install
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.errors import ConfigError, UsageError
 from mab.platforms import Platform
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mab import secrets as redaction
-from mab.config.models import RegistryAuth, load_project
+from mab.config.models import RegistryAuth
+from mab.config.project import load_project
 from mab.errors import ConfigError, RegistryError, UsageError
 from mab.registry import credentials
 from mab.registry.credentials import Credential, LoginSecret

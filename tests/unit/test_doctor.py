@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from mab import api, doctor
 from mab.cli.main import app
-from mab.config.models import BuildsConfig, load_project
+from mab.config.models import BuildsConfig
+from mab.config.project import load_project
 from mab.errors import RegistryError
 from mab.signing import SignerFactory
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mab import api
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.engine.base import BuilderInfo, BuildOutcome, BuildRequest
 from mab.engine.whales import _LOST, _create_argv
 from mab.errors import ConfigError, EngineError

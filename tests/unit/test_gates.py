@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from mab.cli.report import plan_table
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.engine.base import BuildRequest
 from mab.engine.whales import _attestations, _build_argv
 from mab.errors import BuildError, ConfigError

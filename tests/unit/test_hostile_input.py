@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from mab.config import yamlsource
-from mab.config.models import CACHE_PLACEHOLDERS, load_project
+from mab.config.models import CACHE_PLACEHOLDERS
+from mab.config.project import load_project
 from mab.errors import ConfigError
 from mab.planning import cache, templates
 from mab.planning.plan import make_plan

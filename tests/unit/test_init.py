@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from mab import init as generator
 from mab.cli.main import app
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.lint import lint_dockerfile
 from mab.planning.plan import make_plan
 from mab.planning.render import render_target

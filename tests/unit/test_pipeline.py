@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.engine.base import BuilderInfo
 from mab.errors import EngineError
 from mab.pipeline import emulation

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.errors import ConfigError, UsageError
 from mab.planning.git import GitInfo
 from mab.planning.plan import Plan, make_plan

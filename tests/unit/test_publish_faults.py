@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.errors import RegistryError, UsageError
 from mab.oci import INDEX_TYPES, RemoteManifest
 from mab.pipeline.build import run_build

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.errors import ConfigError
 from mab.planning import templates
 from mab.planning.plan import make_plan

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mab.config.models import DEFAULT_KEEP_TAGS, load_project
+from mab.config.models import DEFAULT_KEEP_TAGS
+from mab.config.project import load_project
 from mab.errors import ConfigError
 from mab.registry.retention import Decision, Policy, TagState, decide, parse_time
 

@@ -15,7 +15,7 @@ import pytest
 
 from mab import proc, scratch
 from mab.cli.guard import interrupted_account
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.engine.base import BuildOutcome, BuildRequest
 from mab.errors import Terminated
 from mab.pipeline.build import run_build

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.pipeline.build import run_build
 from mab.pipeline.inputs import INPUTS
 from mab.pipeline.results import RunReport, TargetStatus

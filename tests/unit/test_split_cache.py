@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mab.config.models import CacheConfig, load_project
+from mab.config.models import CacheConfig
+from mab.config.project import load_project
 from mab.engine.base import count_steps
 from mab.errors import UsageError
 from mab.pipeline import digests

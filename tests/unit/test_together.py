@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.engine.base import BuildRequest, count_steps, step_platform
 from mab.errors import BuildError
 from mab.oci import OCI_INDEX, REF_DIGEST, REF_TYPE, Descriptor, index_bytes

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mab.config.models import load_project
+from mab.config.project import load_project
 from mab.errors import VerifyError
 from mab.oci import Descriptor, RemoteManifest
 from mab.pipeline.verify import check_index
