@@ -26,10 +26,11 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import certifi
 import httpx
@@ -578,7 +579,13 @@ class RegistryClient:
         self._check(response, f"deleting {digest[:19]}")
 
     def push_layout(self, layout: Path, repo: str) -> Pushed:
-        """Upload the image (or index) an OCI layout's index.json names, by digest only."""
+        """Upload the image (or index) an OCI layout's index.json names, by digest only.
+
+        First every blob the manifests name, several at once (``PUSH_CONCURRENCY``, as
+        docker pushes several layers at once: one at a time, an index of three platforms
+        and their attestations is some fifty requests in a row, each a round trip to the
+        registry); then the manifests, each after the blobs and manifests it names. The
+        first failure stops what has not started yet."""
         try:
             top = json.loads((layout / "index.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -588,53 +595,123 @@ class RegistryClient:
             raise RegistryError(
                 f"{layout}: expected one image in the layout, found {len(manifests)}"
             )
-        counts = [0, 0]
         desc = manifests[0]
-        self._push_descriptor(layout, repo, desc, counts)
-        return Pushed(desc["digest"], desc["mediaType"], int(desc["size"]), counts[0], counts[1])
+        levels = _manifest_levels(layout, desc)
+        tally = _Tally()
+        blobs = dict.fromkeys(part for level in levels for m in level for part in m.parts)
+        _each(lambda digest: self._send_blob(layout, repo, digest, tally, force=False), blobs)
+        for level in reversed(levels):  # images first, then the indexes naming them
+            _each(lambda m: self._put_layout_manifest(layout, repo, m, tally), level)
+        return Pushed(
+            desc["digest"], desc["mediaType"], int(desc["size"]), tally.sent, tally.skipped
+        )
 
-    def _push_descriptor(
-        self, layout: Path, repo: str, desc: dict[str, Any], counts: list[int]
+    def _put_layout_manifest(
+        self, layout: Path, repo: str, manifest: _LayoutManifest, tally: _Tally
     ) -> None:
-        digest = str(desc["digest"])
-        media_type = str(desc["mediaType"])
-        blob = _blob_path(layout, digest)
-        data = blob.read_bytes()
-        document = json.loads(data)
-        if media_type in INDEX_TYPES:
-            for child in document.get("manifests", []):
-                self._push_descriptor(layout, repo, child, counts)
-        parts = [p for p in [document.get("config"), *document.get("layers", [])] if p]
-        for part in parts:
-            self._send_blob(layout, repo, str(part["digest"]), counts, force=False)
         try:
-            written = self.put_manifest(repo, digest, data, media_type)
+            written = self.put_manifest(repo, manifest.digest, manifest.data, manifest.media_type)
         except ManifestBlobUnknown:
-            if not parts:  # an index: its child manifests were just written
+            if not manifest.parts:  # an index: its child manifests were just written
                 raise
             # Another uploader of the same blob at the same moment (a CI job on another
             # machine) can leave the registry with the blob but without this repository's
             # link to it, so HEAD said "present" while the manifest PUT says "unknown".
             # Upload every part again, unconditionally, and try once more.
-            for part in parts:
-                self._send_blob(layout, repo, str(part["digest"]), counts, force=True)
-            written = self.put_manifest(repo, digest, data, media_type)
-        if written != digest:
+            for part in manifest.parts:
+                self._send_blob(layout, repo, part, tally, force=True)
+            written = self.put_manifest(repo, manifest.digest, manifest.data, manifest.media_type)
+        if written != manifest.digest:
             raise RegistryError(
-                f"manifest digest mismatch: layout says {digest}, bytes are {written}"
+                f"manifest digest mismatch: layout says {manifest.digest}, bytes are {written}"
             )
 
-    def _send_blob(
-        self, layout: Path, repo: str, digest: str, counts: list[int], force: bool
-    ) -> None:
-        """Upload one blob of the layout unless the repository has it (or *force*);
-        counts[0] counts uploads, counts[1] blobs already there."""
+    def _send_blob(self, layout: Path, repo: str, digest: str, tally: _Tally, force: bool) -> None:
+        """Upload one blob of the layout unless the repository has it (or *force*)."""
         with _blob_lock(self.host, repo, digest):
             if not force and self.blob_exists(repo, digest):
-                counts[1] += 1
+                tally.add(skipped=1)
             else:
                 self.upload_blob(repo, digest, _blob_path(layout, digest))
-                counts[0] += 1
+                tally.add(sent=1)
+
+
+PUSH_CONCURRENCY = 4
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _LayoutManifest:
+    digest: str
+    media_type: str
+    data: bytes
+    parts: tuple[str, ...]  # config and layers (none for an index)
+
+
+def _manifest_levels(layout: Path, desc: dict[str, Any]) -> list[list[_LayoutManifest]]:
+    """The manifests under *desc* in the layout by depth: [[the top], [its children], ...]."""
+    levels: list[list[_LayoutManifest]] = []
+    current = [desc]
+    while current:
+        level: list[_LayoutManifest] = []
+        below: list[dict[str, Any]] = []
+        for d in current:
+            data = _blob_path(layout, str(d["digest"])).read_bytes()
+            document = json.loads(data)
+            if d["mediaType"] in INDEX_TYPES:
+                below += document.get("manifests", [])
+            named = [document.get("config"), *document.get("layers", [])]
+            parts = tuple(str(p["digest"]) for p in named if p)
+            level.append(_LayoutManifest(str(d["digest"]), str(d["mediaType"]), data, parts))
+        levels.append(level)
+        current = below
+    return levels
+
+
+def _each(work: Callable[[_T], None], items: Iterable[_T]) -> None:
+    """*work* on every item, up to PUSH_CONCURRENCY at once. The first error stops the
+    items not yet started and is raised once the running ones have finished."""
+    todo = list(items)
+    if len(todo) <= 1:
+        for item in todo:
+            work(item)
+        return
+    stop = threading.Event()
+
+    def guarded(item: _T) -> None:
+        if stop.is_set():  # a worker free again after a failure takes nothing new
+            return
+        try:
+            work(item)
+        except BaseException:
+            stop.set()
+            raise
+
+    first: BaseException | None = None
+    with ThreadPoolExecutor(min(len(todo), PUSH_CONCURRENCY), "mab-push") as pool:
+        futures = [pool.submit(guarded, item) for item in todo]
+        for future in as_completed(futures):
+            first = future.exception()
+            if first is not None:
+                for f in futures:
+                    f.cancel()
+                break
+    if first is not None:
+        raise first
+
+
+class _Tally:
+    """Blobs sent and blobs the registry already had, counted from several threads."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.skipped = 0
+        self._lock = threading.Lock()
+
+    def add(self, *, sent: int = 0, skipped: int = 0) -> None:
+        with self._lock:
+            self.sent += sent
+            self.skipped += skipped
 
 
 class ManifestBlobUnknown(RegistryError):

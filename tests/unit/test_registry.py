@@ -321,3 +321,74 @@ def test_manifest_blob_unknown_twice_is_an_error_naming_it(tmp_path: Path) -> No
     fake.handler = refusing  # type: ignore[method-assign]
     with client_for(fake) as client, pytest.raises(RegistryError, match="not know a blob"):
         client.push_layout(layout, "team/app")
+
+
+def test_an_index_is_pushed_concurrently_and_each_manifest_after_what_it_names(
+    tmp_path: Path,
+) -> None:
+    """An index of three images: their blobs are asked for and sent several at a time (at
+    most PUSH_CONCURRENCY), and the registry still gets every manifest after the blobs it
+    names, and the index after its manifests."""
+    import threading
+    import time
+
+    from mab.registry.client import PUSH_CONCURRENCY
+
+    blobs = tmp_path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> str:
+        (blobs / sha(data).split(":")[1]).write_bytes(data)
+        return sha(data)
+
+    children, named = [], {}
+    for arch in ("amd64", "arm64", "arm"):
+        config, layer = f'{{"architecture":"{arch}"}}'.encode(), arch.encode() * 500
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": IMAGE,
+                "config": {"mediaType": "c", "digest": put(config), "size": len(config)},
+                "layers": [{"mediaType": "l", "digest": put(layer), "size": len(layer)}],
+            }
+        ).encode()
+        named[put(manifest)] = {sha(config), sha(layer)}
+        children.append({"mediaType": IMAGE, "digest": sha(manifest), "size": len(manifest)})
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": children}
+    ).encode()
+    (tmp_path / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "manifests": [
+                    {"mediaType": oci.OCI_INDEX, "digest": put(index), "size": len(index)}
+                ],
+            }
+        )
+    )
+    fake = FakeRegistry()
+    original = fake.handler
+    lock, in_flight, most = threading.Lock(), [0], [0]
+    order: list[str] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.02)  # a round trip: room for the others to overlap
+        answer = original(request)
+        with lock:
+            in_flight[0] -= 1
+            if request.method == "PUT":
+                order.append(request.url.params.get("digest") or request.url.path.rsplit("/")[-1])
+        return answer
+
+    fake.handler = slow  # type: ignore[method-assign]
+    with client_for(fake) as client:
+        pushed = client.push_layout(tmp_path, "team/app")
+    assert pushed.digest == sha(index) and (pushed.blobs_sent, pushed.blobs_skipped) == (6, 0)
+    assert 2 <= most[0] <= PUSH_CONCURRENCY
+    assert order[-1] == sha(index)  # the index last
+    for image, parts in named.items():
+        assert all(order.index(p) < order.index(image) for p in parts)
