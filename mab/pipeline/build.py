@@ -192,7 +192,8 @@ class _Run:
             request = None
             if len(jobs) > 1 and not isinstance(builder, Unreachable):
                 dockerfile = dockerfiles[jobs[0].target.name]
-                request = together.combine([self.request(job, builder, dockerfile) for job in jobs])
+                requests = [self.request(job, builder, dockerfile) for job in jobs]
+                request = together.combine(requests, builder.driver)
             if request is None:
                 out.extend(_Unit([job], None) for job in jobs)
             else:

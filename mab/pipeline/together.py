@@ -36,10 +36,18 @@ def batches(jobs: Iterable[Job]) -> list[list[Job]]:
     return list(out.values())
 
 
-def combine(requests: Sequence[BuildRequest]) -> BuildRequest | None:
+def combine(requests: Sequence[BuildRequest], driver: str) -> BuildRequest | None:
     """One request for every platform of *requests* (per-platform requests of one target
-    on one builder), or None when they cannot share a build: they export their caches to
-    different places. Cache sources are all imported, each once."""
+    on one builder of *driver*), or None when they cannot share a build: they export their
+    caches to different places. Cache sources are all imported, each once.
+
+    Where builds.yaml leaves provenance to BuildKit's default, the combined build asks for
+    what that default gives one platform on this builder, so that the release does not
+    depend on how mab grouped the platforms: on the ``docker`` driver buildx attaches no
+    attestation to a build of one platform (an OCI layout of just the image) but does to
+    a build of several (seen with buildx 0.29.1), and a provenance attestation holds the
+    build's id and times, so the index would then change with every rebuild of the same
+    images."""
     first = requests[0]
     if len(requests) < 2 or any(r.cache_to != first.cache_to for r in requests):
         return None
@@ -47,10 +55,14 @@ def combine(requests: Sequence[BuildRequest]) -> BuildRequest | None:
     for request in requests:
         for source in request.cache_from:
             sources.setdefault(tuple(sorted(source.items())), source)
+    provenance = first.provenance
+    if provenance is None and driver == "docker":
+        provenance = "false"
     return replace(
         first,
         also=tuple(r.platform for r in requests[1:]),
         cache_from=tuple(sources.values()),
+        provenance=provenance,
     )
 
 

@@ -90,18 +90,31 @@ def test_combine_shares_one_build_unless_the_cache_exports_differ() -> None:
     a = _request(AMD, cache_from=({"type": "registry", "ref": "r.test/c:amd64"},))
     b = _request(ARM, cache_from=({"type": "registry", "ref": "r.test/c:arm64"},))
     c = _request(V7, cache_from=({"type": "registry", "ref": "r.test/c:amd64"},))
-    both = together.combine([a, b, c])
+    both = together.combine([a, b, c], "docker-container")
     assert both is not None
     assert both.platforms == (AMD, ARM, V7)
     assert both.platform_list == "linux/amd64,linux/arm64,linux/arm/v7"
     assert [s["ref"] for s in both.cache_from] == ["r.test/c:amd64", "r.test/c:arm64"]
-    assert together.combine([a]) is None
+    assert together.combine([a], "docker") is None
     apart = [
         _request(p, cache_to={"type": "registry", "ref": f"r.test/c:{p.slug}"}) for p in (AMD, ARM)
     ]
-    assert together.combine(apart) is None
+    assert together.combine(apart, "docker") is None
     same = [_request(p, cache_to={"type": "inline"}) for p in (AMD, ARM)]
-    assert together.combine(same) is not None
+    assert together.combine(same, "docker") is not None
+
+
+def test_combine_keeps_the_attestations_a_build_of_one_platform_gets() -> None:
+    """On the docker driver buildx attaches no provenance to a build of one platform but
+    does to one of several: unless builds.yaml asks for provenance, the combined build
+    asks for none, so the grouping does not change the release."""
+    plain = [_request(p) for p in (AMD, ARM)]
+    docker = together.combine(plain, "docker")
+    assert docker is not None and docker.provenance == "false"
+    container = together.combine(plain, "docker-container")
+    assert container is not None and container.provenance is None  # BuildKit's default
+    asked = together.combine([_request(p, provenance="min") for p in (AMD, ARM)], "docker")
+    assert asked is not None and asked.provenance == "min"
 
 
 def _image(store: Store, platform: Platform) -> Descriptor:
