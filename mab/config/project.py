@@ -14,6 +14,7 @@ import functools
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,6 +53,10 @@ class Project:
 
     def locate(self, loc: Loc) -> int | None:
         return self.lines.line_of(loc)
+
+    def issue(self, loc: Loc, message: str) -> ConfigIssue:
+        """A problem with the value at *loc*, located: ``FILE:LINE: FIELD: message``."""
+        return ConfigIssue(self.path, self.locate(loc), _dotted(loc), message)
 
 
 def load_project(path: Path) -> Project:
@@ -181,7 +186,7 @@ def _unwrap(tp: Any, next_key: str | None = None) -> Any:
 
 def _check_files(project: Project) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
-    path, base = project.path, project.base_dir
+    base = project.base_dir
     # thousands of targets may share one context and Dockerfile: each is looked at once
     is_dir = functools.cache(Path.is_dir)
     is_file = functools.cache(Path.is_file)
@@ -190,10 +195,8 @@ def _check_files(project: Project) -> list[ConfigIssue]:
         context = base / target.context
         if not is_dir(context):
             issues.append(
-                ConfigIssue(
-                    path,
-                    project.locate((*tloc, "context")),
-                    _dotted((*tloc, "context")),
+                project.issue(
+                    (*tloc, "context"),
                     f"context folder '{target.context}' does not exist (looked for {context})",
                 )
             )
@@ -201,24 +204,12 @@ def _check_files(project: Project) -> list[ConfigIssue]:
         if target.template is not None:
             message = _template_problem(target.template, project)
             if message is not None:
-                issues.append(
-                    ConfigIssue(
-                        path,
-                        project.locate((*tloc, "template")),
-                        _dotted((*tloc, "template")),
-                        message,
-                    )
-                )
+                issues.append(project.issue((*tloc, "template"), message))
         else:
             dockerfile = context / (target.dockerfile or "Dockerfile")
             if not is_file(dockerfile):
                 issues.append(
-                    ConfigIssue(
-                        path,
-                        project.locate((*tloc, "dockerfile")),
-                        _dotted((*tloc, "dockerfile")),
-                        f"Dockerfile not found: {dockerfile}",
-                    )
+                    project.issue((*tloc, "dockerfile"), f"Dockerfile not found: {dockerfile}")
                 )
     return issues
 
@@ -249,15 +240,13 @@ def _check_secret_files(project: Project) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     for name, target in project.config.targets.items():
         for sid, secret in target.secrets.items():
-            if secret.file is None or _exists(project.base_dir / secret.file):
+            if secret.file is None or _asked(Path.exists, project.base_dir / secret.file):
                 continue
             if looks_like_token(secret.file):
                 loc: Loc = ("targets", name, "secrets", sid, "file")
                 issues.append(
-                    ConfigIssue(
-                        project.path,
-                        project.locate(loc),
-                        _dotted(loc),
+                    project.issue(
+                        loc,
                         "looks like a secret value, not a path (not shown here): write the "
                         "path of a file that holds the secret, or use env: NAME",
                     )
@@ -277,10 +266,12 @@ def builder_files(builder: BuilderConfig) -> list[tuple[Loc, str]]:
     return files
 
 
-def _is_file(path: Path) -> bool:
+def _asked(test: Callable[[Path], bool], path: Path) -> bool:
+    """*test* (``Path.is_file``, ``Path.exists``) of *path*; False where the path cannot
+    even be asked about (a name too long for the file system, say)."""
     try:
-        return path.is_file()
-    except (OSError, ValueError):  # a name too long for the file system, say
+        return test(path)
+    except (OSError, ValueError):
         return False
 
 
@@ -290,7 +281,7 @@ def _check_builder_files(project: Project) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     for i, builder in enumerate(project.config.builders):
         for rel, value in builder_files(builder):
-            if _is_file(project.base_dir / value):
+            if _asked(Path.is_file, project.base_dir / value):
                 continue
             loc: Loc = ("builders", i, *rel)
             if looks_like_token(value):
@@ -301,15 +292,8 @@ def _check_builder_files(project: Project) -> list[ConfigIssue]:
             else:
                 found = (project.base_dir / value).absolute()
                 message = f"file not found: {value} (looked for {found})"
-            issues.append(ConfigIssue(project.path, project.locate(loc), _dotted(loc), message))
+            issues.append(project.issue(loc, message))
     return issues
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):  # a name too long for the file system, say
-        return False
 
 
 def _context_warnings(project: Project) -> list[ConfigIssue]:
@@ -335,10 +319,8 @@ def _context_warnings(project: Project) -> list[ConfigIssue]:
             how = "through a symlink"
         loc: Loc = ("targets", name, "context")
         warnings.append(
-            ConfigIssue(
-                project.path,
-                project.locate(loc),
-                _dotted(loc),
+            project.issue(
+                loc,
                 f"the build context is outside the project folder ({how}: {resolved}); "
                 "all of it is sent to the builder",
             )
@@ -357,10 +339,8 @@ def _arg_warnings(project: Project) -> list[ConfigIssue]:
             loc: Loc = ("targets", name, "args", arg)
             sid = arg.lower().replace("_", "-")
             warnings.append(
-                ConfigIssue(
-                    project.path,
-                    project.locate(loc),
-                    _dotted(loc),
+                project.issue(
+                    loc,
                     f"build arg '{arg}' is named like a secret: build args stay in the image "
                     "(docker history, provenance); pass it as a build secret instead, "
                     f"secrets: {{{sid}: {{env: {arg}}}}} and RUN --mount=type=secret,id={sid}",
