@@ -1,8 +1,9 @@
 """builds.yaml: the typed model (pydantic v2); mab.config.project loads and checks it.
 
-The model is strict: unknown keys are rejected with the closest valid key suggested,
-platforms are normalised (``linux/arm64/v8`` -> ``linux/arm64``), and paths named in
-the file are checked to exist. Every problem is reported as ``FILE:LINE: FIELD: cause``.
+The model is strict: unknown keys are rejected (mab.config.project suggests the closest
+valid key and reports every problem as ``FILE:LINE: FIELD: cause``, after checking that
+the paths the file names exist), and platforms are normalised (``linux/arm64/v8`` ->
+``linux/arm64``).
 
 Every model defers building its validator (``defer_build``) to its first use: validating
 builds.yaml builds BuildsConfig's, which holds the nested models, so each nested model's
