@@ -45,9 +45,10 @@ def combine(requests: Sequence[BuildRequest], driver: str) -> BuildRequest | Non
     what that default gives one platform on this builder, so that the release does not
     depend on how mab grouped the platforms: on the ``docker`` driver buildx attaches no
     attestation to a build of one platform (an OCI layout of just the image) but does to
-    a build of several (seen with buildx 0.29.1), and a provenance attestation holds the
-    build's id and times, so the index would then change with every rebuild of the same
-    images."""
+    a build of several, and a provenance attestation holds the build's id and times, so
+    the index would then change with every rebuild of the same images. A build of one
+    platform that asks for an SBOM gets the default provenance too, so that one keeps the
+    default (both seen with buildx 0.29.1)."""
     first = requests[0]
     if len(requests) < 2 or any(r.cache_to != first.cache_to for r in requests):
         return None
@@ -56,7 +57,7 @@ def combine(requests: Sequence[BuildRequest], driver: str) -> BuildRequest | Non
         for source in request.cache_from:
             sources.setdefault(tuple(sorted(source.items())), source)
     provenance = first.provenance
-    if provenance is None and driver == "docker":
+    if provenance is None and driver == "docker" and not first.sbom:
         provenance = "false"
     return replace(
         first,

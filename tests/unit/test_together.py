@@ -115,6 +115,9 @@ def test_combine_keeps_the_attestations_a_build_of_one_platform_gets() -> None:
     assert container is not None and container.provenance is None  # BuildKit's default
     asked = together.combine([_request(p, provenance="min") for p in (AMD, ARM)], "docker")
     assert asked is not None and asked.provenance == "min"
+    # an SBOM asked for: one platform gets BuildKit's default provenance with it, so keep it
+    sbom = together.combine([_request(p, sbom=True) for p in (AMD, ARM)], "docker")
+    assert sbom is not None and sbom.provenance is None
 
 
 def _image(store: Store, platform: Platform) -> Descriptor:
