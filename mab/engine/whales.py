@@ -501,12 +501,7 @@ class DockerEngine:
         """What ``inspect`` reads, and the config labels of every platform image under
         *ref* by platform string, from one ``imagetools inspect`` (one buildx process costs
         ~0.2 s to start and ask; verification needs both answers for the same ref)."""
-        cmd = self._docker.buildx.imagetools.docker_cmd
-        template = '{"manifest":{{json .Manifest}},"image":{{json .Image}}}'
-        args = [*cmd, "buildx", "imagetools", "inspect", ref, "--format", template]
-        proc.echo(args)
-        with self._translate(f"cannot inspect {ref}", RegistryError):
-            data = json.loads(_retrying(lambda: _run(args, return_stderr=False)))
+        data = self._imagetools_json(ref, '{"manifest":{{json .Manifest}},"image":{{json .Image}}}')
         images = data.get("image") or {}
         if "config" in images:  # a single image, not an index
             images = {"": images}
@@ -531,12 +526,15 @@ class DockerEngine:
         """Read what the registry serves for *ref* (``imagetools inspect``). buildx's JSON
         ``.Manifest`` has the digest, media type, entries with their platforms and
         annotations, and the index's annotations: one call answers everything checked."""
+        return RemoteManifest.from_json(ref, self._imagetools_json(ref, "{{json .Manifest}}"))
+
+    def _imagetools_json(self, ref: str, template: str) -> Any:
+        """``imagetools inspect REF --format TEMPLATE``, echoed, retried, its JSON parsed."""
         cmd = self._docker.buildx.imagetools.docker_cmd
-        args = [*cmd, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"]
+        args = [*cmd, "buildx", "imagetools", "inspect", ref, "--format", template]
         proc.echo(args)
         with self._translate(f"cannot inspect {ref}", RegistryError):
-            desc = json.loads(_retrying(lambda: _run(args, return_stderr=False)))
-        return RemoteManifest.from_json(ref, desc)
+            return json.loads(_retrying(lambda: _run(args, return_stderr=False)))
 
     # --- docker's credential store ------------------------------------------------------
 
