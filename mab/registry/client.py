@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -60,13 +60,7 @@ def _tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
     extra = [p for p in (ca_file, os.environ.get("MAB_CA_BUNDLE")) if p]
     if not extra:
         return _public_context()
-    # the same base as httpx's default: SSL_CERT_FILE, SSL_CERT_DIR, else certifi
-    if os.environ.get("SSL_CERT_FILE"):
-        context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
-    elif os.environ.get("SSL_CERT_DIR"):
-        context = ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
-    else:
-        context = ssl.create_default_context(cafile=certifi.where())
+    context = _base_context()  # a fresh one: the cached public one must stay as it is
     for path in extra:
         try:
             context.load_verify_locations(cafile=str(path))
@@ -80,9 +74,13 @@ def _tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
 
 @functools.cache
 def _public_context() -> ssl.SSLContext:
-    """httpx's default verification (SSL_CERT_FILE, SSL_CERT_DIR, else certifi), made once
-    per process: loading the CA bundle costs ~40 ms, and a run opens a client per host and
-    step (the skip check alone opens several)."""
+    """``_base_context``, made once per process: loading the CA bundle costs ~40 ms, and a
+    run opens a client per host and step (the skip check alone opens several)."""
+    return _base_context()
+
+
+def _base_context() -> ssl.SSLContext:
+    """httpx's default verification: SSL_CERT_FILE, SSL_CERT_DIR, else certifi."""
     if os.environ.get("SSL_CERT_FILE"):
         return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
     if os.environ.get("SSL_CERT_DIR"):
@@ -669,8 +667,9 @@ def _manifest_levels(layout: Path, desc: dict[str, Any]) -> list[list[_LayoutMan
 
 
 def _each(work: Callable[[_T], None], items: Iterable[_T]) -> None:
-    """*work* on every item, up to PUSH_CONCURRENCY at once. The first error stops the
-    items not yet started and is raised once the running ones have finished."""
+    """*work* on every item, up to PUSH_CONCURRENCY at once. After the first error no item
+    starts; once the running ones have finished, the error of the first failed item (in
+    *items*' order) is raised."""
     todo = list(items)
     if len(todo) <= 1:
         for item in todo:
@@ -687,17 +686,10 @@ def _each(work: Callable[[_T], None], items: Iterable[_T]) -> None:
             stop.set()
             raise
 
-    first: BaseException | None = None
     with ThreadPoolExecutor(min(len(todo), PUSH_CONCURRENCY), "mab-push") as pool:
         futures = [pool.submit(guarded, item) for item in todo]
-        for future in as_completed(futures):
-            first = future.exception()
-            if first is not None:
-                for f in futures:
-                    f.cancel()
-                break
-    if first is not None:
-        raise first
+    for future in futures:
+        future.result()
 
 
 class _Tally:
